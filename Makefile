@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench venv clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Until the training job exists (issue 4) the demo runs the selective-scan benchmark at a small size.
+demo: $(STAMP)
+	$(PY) -m kernels.selective_scan.bench --preset=small
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(PY) -m kernels.selective_scan.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

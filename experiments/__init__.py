@@ -1,0 +1,1 @@
+"""Training jobs that reproduce the three studies (DESIGN.md section 6)."""
