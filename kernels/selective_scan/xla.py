@@ -5,7 +5,10 @@ walks the chunks in reverse, recomputes the states of one chunk from its boundar
 the adjoint recurrence there. So neither pass holds a (batch, length, d_inner, d_state) tensor
 beyond one chunk, unlike autodiff of `lax.scan`, which stores the state at every step.
 
-Inside a chunk the recurrence runs sequentially (`lax.scan`) or as `lax.associative_scan`;
+Inside a chunk the recurrence runs either "sequential": one fused `lax.scan` step per time step,
+computing the decay, the output and (backward) every gradient of that step without keeping any
+per-chunk coefficient tensor; or "associative": `lax.associative_scan` over the chunk's
+materialised coefficients, with the gradients computed vectorised over the chunk.
 `default_strategy` picks per platform (BUILD_NOTES.md has the measurements behind the choice).
 The step size and the output transform are elementwise and differentiated by autodiff around
 the custom-VJP core, where XLA fuses them.
@@ -21,7 +24,7 @@ from kernels.selective_scan import elementwise
 STRATEGIES = ("sequential", "associative")
 # Bytes of one chunk's state tensor (chunk, batch, d_inner, d_state) that the default chunk size
 # aims for: large enough to amortise per-chunk overhead, small enough to stay cache-friendly.
-_CHUNK_STATE_BYTES = 8 * 2**20
+_CHUNK_STATE_BYTES = 4 * 2**20
 
 
 def default_strategy(platform=None):
@@ -92,14 +95,8 @@ def _group_sum(x, groups):
   return x.reshape(x.shape[:-2] + (groups, d_inner // groups, d_state)).sum(axis=-2)
 
 
-def _linear_recurrence(a, b, h_init, strategy, reverse=False):
+def _associative_recurrence(a, b, h_init, reverse=False):
   """h_t = a_t h_{t-1} + b_t over axis 0 from h_init (h_{t+1} and from the end when reverse)."""
-  if strategy == "sequential":
-    def step(h, ab):
-      h = ab[0] * h + ab[1]
-      return h, h
-    _, hs = jax.lax.scan(step, h_init, (a, b), reverse=reverse)
-    return hs
   edge = -1 if reverse else 0
   b = b.at[edge].add(a[edge] * h_init)
 
@@ -109,12 +106,76 @@ def _linear_recurrence(a, b, h_init, strategy, reverse=False):
   return jax.lax.associative_scan(combine, (a, b), reverse=reverse)[1]
 
 
-def _chunk_coefficients(dt, dtu, A, B):
-  """Per-step decay a = exp(dt A) and input b = dtu B for one chunk: (chunk, batch, d, n)."""
+def _decay(dt, A):
+  return jnp.exp(dt[..., None] * A)
+
+
+def _chunk_states(dt, dtu, A, B, h_start, strategy):
+  """States h_t of one chunk, (chunk, batch, d_inner, d_state)."""
   d_inner = dt.shape[-1]
-  a = jnp.exp(dt[..., None] * A)
-  b = dtu[..., None] * _per_channel(B, d_inner)
-  return a, b
+  if strategy == "associative":
+    return _associative_recurrence(_decay(dt, A), dtu[..., None] * _per_channel(B, d_inner),
+                                   h_start)
+
+  def step(h, x):
+    dt_t, dtu_t, B_t = x
+    h = _decay(dt_t, A) * h + dtu_t[..., None] * _per_channel(B_t, d_inner)
+    return h, h
+
+  return jax.lax.scan(step, h_start, (dt, dtu, B))[1]
+
+
+def _forward_chunk(h, dt, dtu, B, C, A, strategy):
+  """(state after the chunk, outputs y of the chunk) from the state before it."""
+  d_inner = dt.shape[-1]
+  if strategy == "associative":
+    hs = _chunk_states(dt, dtu, A, B, h, strategy)
+    return hs[-1], jnp.sum(hs * _per_channel(C, d_inner), axis=-1)
+
+  def step(h, x):  # one fused step: nothing of size (chunk, ..., d_state) is kept
+    dt_t, dtu_t, B_t, C_t = x
+    h = _decay(dt_t, A) * h + dtu_t[..., None] * _per_channel(B_t, d_inner)
+    return h, jnp.sum(h * _per_channel(C_t, d_inner), axis=-1)
+
+  return jax.lax.scan(step, h, (dt, dtu, B, C))
+
+
+def _backward_chunk(later, dA, dt, dtu, B, C, h_start, gy, A, strategy):
+  """Adjoint pass over one chunk.
+
+  `later` = a_{t+1} lambda_{t+1} flowing into the chunk's last step (lambda_t = dL/dh_t =
+  gy_t C_t + a_{t+1} lambda_{t+1}); returns it for the chunk before, the running dA sum
+  (per batch element), and per-step d_dt, d_dtu, dB, dC.
+  """
+  d_inner, groups = dt.shape[-1], B.shape[-2]
+  hs = _chunk_states(dt, dtu, A, B, h_start, strategy)
+  h_prev = jnp.concatenate([h_start[None], hs[:-1]], axis=0)
+
+  def gradients(lam, a, h_prev, h, dt, dtu, B, gy):
+    decay_grad = lam * h_prev * a  # dL/d(dt A) per state
+    return (decay_grad * dt[..., None],
+            (jnp.sum(decay_grad * A, axis=-1), jnp.sum(lam * _per_channel(B, d_inner), axis=-1),
+             _group_sum(lam * dtu[..., None], groups), _group_sum(gy[..., None] * h, groups)))
+
+  if strategy == "associative":
+    a = _decay(dt, A)
+    a_next = jnp.concatenate([a[1:], jnp.ones_like(a[:1])], axis=0)
+    lam = _associative_recurrence(a_next, gy[..., None] * _per_channel(C, d_inner), later,
+                                  reverse=True)
+    dA_steps, grads = gradients(lam, a, h_prev, hs, dt, dtu, B, gy)
+    return a[0] * lam[0], dA + dA_steps.sum(axis=0), grads
+
+  def step(carry, x):
+    later, dA = carry
+    dt_t, dtu_t, B_t, C_t, h_prev_t, h_t, gy_t = x
+    a = _decay(dt_t, A)
+    lam = gy_t[..., None] * _per_channel(C_t, d_inner) + later
+    dA_t, grads = gradients(lam, a, h_prev_t, h_t, dt_t, dtu_t, B_t, gy_t)
+    return (a * lam, dA + dA_t), grads
+
+  (later, dA), grads = jax.lax.scan(step, (later, dA), (dt, dtu, B, C, h_prev, hs, gy),
+                                    reverse=True)
+  return later, dA, grads
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
@@ -123,15 +184,12 @@ def _scan_core(dt, dtu, A, B, C, h0, chunk, strategy):
 
 
 def _scan_core_fwd(dt, dtu, A, B, C, h0, chunk, strategy):
-  length, d_inner = dt.shape[1], dt.shape[2]
+  length = dt.shape[1]
   xs = tuple(_to_chunks(x, chunk) for x in (dt, dtu, B, C))
 
   def chunk_forward(h, inputs):
-    dt_c, dtu_c, B_c, C_c = inputs
-    a, b = _chunk_coefficients(dt_c, dtu_c, A, B_c)
-    hs = _linear_recurrence(a, b, h, strategy)
-    y = jnp.sum(hs * _per_channel(C_c, d_inner), axis=-1)
-    return hs[-1], (y, h)
+    h_next, y = _forward_chunk(h, *inputs, A, strategy)
+    return h_next, (y, h)
 
   h_final, (y, boundaries) = jax.lax.scan(chunk_forward, h0, xs)
   return (_from_chunks(y, length), h_final), (xs, A, boundaries)
@@ -141,31 +199,16 @@ def _scan_core_bwd(chunk, strategy, residuals, cotangents):
   (dt_c, dtu_c, B_c, C_c), A, boundaries = residuals
   g_y, g_final = cotangents
   length = g_y.shape[1]
-  d_inner, groups = A.shape[0], B_c.shape[-2]
 
   def chunk_backward(carry, inputs):
-    later, dA = carry  # later = a_{t+1} lambda_{t+1} flowing into this chunk's last step
-    dt, dtu, B, C, h_start, gy = inputs
-    a, b = _chunk_coefficients(dt, dtu, A, B)
-    hs = _linear_recurrence(a, b, h_start, strategy)
-    h_prev = jnp.concatenate([h_start[None], hs[:-1]], axis=0)
-    # lambda_t = dL/dh_t = gy_t C_t + a_{t+1} lambda_{t+1}.
-    a_next = jnp.concatenate([a[1:], jnp.ones_like(a[:1])], axis=0)
-    lam = _linear_recurrence(a_next, gy[..., None] * _per_channel(C, d_inner), later, strategy,
-                             reverse=True)
-    decay_grad = lam * h_prev * a  # dL/d(dt A) per state
-    d_dt = jnp.sum(decay_grad * A, axis=-1)
-    d_dtu = jnp.sum(lam * _per_channel(B, d_inner), axis=-1)
-    dB = _group_sum(lam * dtu[..., None], groups)
-    dC = _group_sum(gy[..., None] * hs, groups)
-    dA = dA + jnp.sum(decay_grad * dt[..., None], axis=(0, 1))
-    return (a[0] * lam[0], dA), (d_dt, d_dtu, dB, dC)
+    later, dA, grads = _backward_chunk(*carry, *inputs, A, strategy)
+    return (later, dA), grads
 
   inputs = (dt_c, dtu_c, B_c, C_c, boundaries, _to_chunks(g_y, chunk))
-  (d_h0, dA), grads = jax.lax.scan(chunk_backward, (g_final, jnp.zeros_like(A)), inputs,
+  (d_h0, dA), grads = jax.lax.scan(chunk_backward, (g_final, jnp.zeros_like(g_final)), inputs,
                                    reverse=True)
   d_dt, d_dtu, dB, dC = (_from_chunks(g, length) for g in grads)
-  return d_dt, d_dtu, dA, dB, dC, d_h0
+  return d_dt, d_dtu, dA.sum(axis=0), dB, dC, d_h0
 
 
 _scan_core.defvjp(_scan_core_fwd, _scan_core_bwd)
