@@ -1,5 +1,4 @@
-"""Custom ops for mamba_jax. Imports nothing from mamba_jax or experiments."""
+"""Custom ops for mamba_jax. Imports nothing from mamba_jax or experiments.
 
-from kernels.selective_scan import selective_scan
-
-__all__ = ["selective_scan"]
+The op itself: `from kernels.selective_scan import selective_scan` (also `mamba_jax.selective_scan`).
+"""
