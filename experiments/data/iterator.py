@@ -1,0 +1,52 @@
+"""Deterministic, resumable, host-sliced batches on grain.
+
+The stream is grain.MapDataset: source -> global shuffle(seed) -> repeat (each epoch reshuffled)
+-> attach the stream position. Global step s holds stream positions [s * B, (s + 1) * B), so a
+batch is a pure function of (seed, s): resuming at step s needs only s, and host p of n reads
+only its slice [p * B / n, (p + 1) * B / n) of that global batch.
+"""
+
+import itertools
+
+import grain
+import numpy as np
+
+
+def local_batch_size(global_batch, process_count):
+  """The per-host batch; ValueError when the global batch does not split evenly."""
+  if global_batch <= 0 or process_count <= 0:
+    raise ValueError(f"global batch ({global_batch}) and process count ({process_count}) must be "
+                     "positive.")
+  if global_batch % process_count:
+    raise ValueError(f"Global batch {global_batch} is not divisible by the process count "
+                     f"{process_count}: each host must read an equal slice.")
+  return global_batch // process_count
+
+
+def stream(source, seed, shuffle=True):
+  """Endless grain.MapDataset of dict examples, each with "index" = its position in the stream."""
+  ds = grain.MapDataset.source(source)
+  if shuffle:
+    ds = ds.shuffle(seed=int(seed) % 2**32)
+  return ds.repeat().map_with_index(lambda i, example: {**example, "index": np.int64(i)})
+
+
+def batches(source, global_batch, seed, start_step=0, process_index=0, process_count=1, *,
+            num_steps=None, shuffle=True):
+  """Yields this host's numpy batch dicts for steps start_step, start_step + 1, ...
+
+  Each dict holds the source's keys stacked (local batch first) plus "index", the examples'
+  global stream positions: derive per-example randomness from it (jax.random.fold_in), not from
+  the host, and every host layout sees the same data. shuffle=False keeps the source order
+  (evaluation); the stream wraps around at the end of the source either way.
+  """
+  local = local_batch_size(global_batch, process_count)
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is outside [0, {process_count}).")
+  ds = stream(source, seed, shuffle)
+  steps = itertools.count(start_step) if num_steps is None else range(start_step,
+                                                                      start_step + num_steps)
+  for step in steps:
+    first = step * global_batch + process_index * local
+    examples = [ds[i] for i in range(first, first + local)]
+    yield {key: np.stack([e[key] for e in examples]) for key in examples[0]}
