@@ -14,15 +14,17 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
-# Until the training job exists (issue 4) the demo runs the selective-scan benchmark at a small size.
+# The main job: study A (length generalisation via image reconstruction) on the embedded digits.
+WORKDIR ?= runs/demo
 demo: $(STAMP)
-	$(PY) -m kernels.selective_scan.bench --preset=small
+	$(PY) -m experiments.main --config=experiments/configs/reconstruction_digits.py --workdir=$(WORKDIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
 bench: $(STAMP)
 	$(PY) -m kernels.selective_scan.bench
+	$(PY) -m mamba_jax.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -30,6 +30,8 @@ class MambaConfig:
   discretization: "fixed" or "length_adaptive" (DESIGN.md section 4); length_ref is L_ref, required
     for "length_adaptive".
   scan_implementation, scan_interpret, scan_chunk_size: passed to `selective_scan`.
+  remat: recompute each residual block in the backward pass instead of storing its
+    activations (jax.checkpoint per layer): memory for about one more forward pass.
   dtype, param_dtype: compute dtype and parameter storage dtype (A_log, D, dt bias and the
     length-adaptive exponent are float32 whatever param_dtype says).
   """
@@ -57,6 +59,7 @@ class MambaConfig:
   scan_implementation: str = "auto"
   scan_interpret: bool = False
   scan_chunk_size: int | None = None
+  remat: bool = False
   dtype: object = jnp.float32
   param_dtype: object = jnp.float32
 
@@ -88,7 +91,7 @@ class MambaConfig:
                                                                  and self.scan_chunk_size >= 1),
              self.scan_chunk_size, "None or a positive integer")
     for name in ("conv_bias", "bias", "residual_in_fp32", "tie_embeddings",
-                 "rescale_prenorm_residual", "scan_interpret"):
+                 "rescale_prenorm_residual", "scan_interpret", "remat"):
       _require(name, isinstance(getattr(self, name), bool), getattr(self, name), "a bool")
     for name in ("dtype", "param_dtype"):
       object.__setattr__(self, name, _float_dtype(name, getattr(self, name)))

@@ -37,12 +37,19 @@ class MambaStack(nnx.Module):
     batch, length, _ = hidden.shape
     sequence_length = resolve_sequence_length(sequence_length, lengths, batch, length, left_pad)
     residual, residuals = hidden, []
+    apply = _apply_layer
+    if self.config.remat:
+      apply = nnx.remat(_apply_layer)
     for layer in self.layers:
       residuals.append(residual)
-      residual = layer(residual, lengths, sequence_length, left_pad)
+      residual = apply(layer, residual, lengths, sequence_length, left_pad)
     residuals.append(residual)
     out = self.norm_f(residual)
     return (out, residuals) if return_residuals else out
+
+
+def _apply_layer(layer, residual, lengths, sequence_length, left_pad):
+  return layer(residual, lengths, sequence_length, left_pad)
 
 
 class _Decodable(nnx.Module):

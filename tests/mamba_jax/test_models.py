@@ -119,3 +119,15 @@ def test_bfloat16_compute_with_float32_params_trains_without_nan():
   assert losses[-20:].mean() < 0.7 * losses[:20].mean()
   params = jax.tree.leaves(nnx.as_pure(nnx.state(model, nnx.Param)))
   assert all(p.dtype == jnp.float32 and np.isfinite(np.asarray(p)).all() for p in params)
+
+
+def test_remat_gives_the_same_loss_and_gradients():
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 7, 3))
+  grads = []
+  for remat in (False, True):
+    model = MambaModel(tiny_config(remat=remat), 3, 2, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    loss = lambda p, graphdef=graphdef: jnp.sum(nnx.merge(graphdef, p)(x) ** 2)
+    grads.append(jax.jit(jax.value_and_grad(loss))(params))
+  assert_close(grads[0][0], grads[1][0])
+  jax.tree_util.tree_map(assert_close, grads[0][1], grads[1][1])

@@ -1,0 +1,1 @@
+"""Study-specific models built from mamba_jax's backbones."""

@@ -1,0 +1,96 @@
+"""The image-reconstruction model of Rathjens et al. 2026 (DESIGN.md section 6A).
+
+Sequence: [length token] + L context patch tokens + a learned delimiter + Q query tokens; the
+backbone's outputs at the queries are the predicted patches. A patch token is the P x P pixels
+through a P x P convolution to 16 channels (on one patch: a linear map), a linear map to
+d_token - 2, and the patch centre appended. A query token is a learned (d_token - 2)-vector with
+the query centre appended. The output is linear + sigmoid, rescaled from [0, 1] to the images'
+[-1, 1] range.
+
+Variants (config `variant`): "mamba" (fixed step), "mamba_length_adaptive" (DESIGN.md section 4:
+the step scales with the number of context patches L), "mamba_length_token" (the paper's own
+variant: a linear embedding of L / 100 prepended), "transformer" (causal; no sequence-index positions: every token carries its 2-d centre, so
+nothing in it is tied to a maximum length).
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+import mamba_jax
+from mamba_jax.baselines.transformer import CausalTransformer
+
+VARIANTS = ("mamba", "mamba_length_adaptive", "mamba_length_token", "transformer")
+_POSITION_FEATURES = 2
+
+
+class PatchReconstructor(nnx.Module):
+
+  def __init__(self, config, *, patch_pixels, rngs):
+    """config: the model ConfigDict (variant, d_token, and the backbone's fields)."""
+    if config.variant not in VARIANTS:
+      raise ValueError(f"config.model.variant = {config.variant!r}; expected one of {VARIANTS}")
+    self.variant = config.variant
+    d_token = config.d_token
+    content = d_token - _POSITION_FEATURES
+    self.patch_conv = nnx.Linear(patch_pixels, config.patch_channels, rngs=rngs)
+    self.patch_proj = nnx.Linear(config.patch_channels, content, rngs=rngs)
+    self.query = nnx.Param(0.02 * jax.random.normal(rngs.params(), (content,)))
+    self.delimiter = nnx.Param(0.02 * jax.random.normal(rngs.params(), (d_token,)))
+    self.length_embed = (nnx.Linear(1, d_token, rngs=rngs)
+                         if config.variant == "mamba_length_token" else None)
+    if config.variant == "transformer":
+      self.backbone = CausalTransformer(
+          d_token, patch_pixels, d_model=config.d_model, n_layers=config.n_layers,
+          n_heads=config.n_heads, rngs=rngs)
+    else:
+      adaptive = config.variant == "mamba_length_adaptive"
+      mamba_config = mamba_jax.MambaConfig(
+          d_model=config.d_model, n_layers=config.n_layers, d_state=config.d_state,
+          d_conv=config.d_conv, expand=config.expand, dt_rank=config.dt_rank,
+          discretization="length_adaptive" if adaptive else "fixed",
+          length_ref=config.length_ref if adaptive else None,
+          scan_implementation=config.scan_implementation)
+      self.backbone = mamba_jax.MambaModel(mamba_config, d_token, patch_pixels, rngs=rngs)
+
+  def __call__(self, context_patches, context_positions, query_positions, n_context=None):
+    """Predicted patches (batch, Q, P*P) in [-1, 1].
+
+    context_patches (batch, Lb, P*P) and context_positions (batch, Lb, 2) hold a context built at
+    a bucket length Lb; the first n_context (a scalar, default Lb) are this batch's context. The
+    other Lb - n_context become left padding (exact: mamba_jax's and the transformer's left_pad),
+    so one compiled step serves every L of a bucket. query_positions: (batch, Q, 2).
+    """
+    batch, bucket = context_patches.shape[:2]
+    n_queries = query_positions.shape[1]
+    n_context = jnp.asarray(bucket if n_context is None else n_context, jnp.int32)
+    patches = self.patch_proj(self.patch_conv(context_patches))
+    prefix = jnp.concatenate([patches, context_positions], axis=-1)
+    if self.length_embed is not None:
+      length = jnp.broadcast_to(n_context.astype(prefix.dtype) / 100.0, (batch, 1, 1))
+      prefix = jnp.concatenate([self.length_embed(length), prefix], axis=1)
+    # Pads first: [pad x (Lb - L)] [length token] [context 1..L]; then delimiter and queries.
+    left_pad = bucket - n_context
+    prefix = jnp.roll(prefix, left_pad, axis=1)
+    queries = jnp.concatenate(
+        [jnp.broadcast_to(self.query[...], (batch, n_queries, self.query.shape[0])),
+         query_positions], axis=-1)
+    delimiter = jnp.broadcast_to(self.delimiter[...], (batch, 1, self.delimiter.shape[0]))
+    tokens = jnp.concatenate([prefix, delimiter, queries], axis=1)
+    left_pad = jnp.full((batch,), left_pad, jnp.int32)
+    if self.variant == "transformer":
+      outputs = self.backbone(tokens, left_pad=left_pad)
+    else:
+      # The length-adaptive step sees L = the number of context patches (DESIGN.md section 4).
+      outputs = self.backbone(tokens, sequence_length=jnp.full((batch,), n_context),
+                              left_pad=left_pad)
+    return 2.0 * jax.nn.sigmoid(outputs[:, -n_queries:].astype(jnp.float32)) - 1.0
+
+
+def squared_error(model, batch):
+  """Per-example mean squared pixel error at the queries, (batch,). batch holds the arrays of
+  `experiments.data.patch_sequences` and optionally n_context (batch,), equal over the batch."""
+  n_context = batch["n_context"][0] if "n_context" in batch else None
+  prediction = model(batch["context_patches"], batch["context_positions"],
+                     batch["query_positions"], n_context)
+  return jnp.mean(jnp.square(prediction - batch["query_targets"]), axis=(1, 2))

@@ -1,0 +1,133 @@
+"""Study A as a task: reconstruct images from L random patches; how does it generalise over L?
+
+Every model named in config.models trains side by side on the same batches (one optimiser
+each), so the length sweep compares them on equal terms. L is drawn per batch; the context is
+built at a bucket length >= L and the model left-pads the rest, so one compiled step serves a
+whole bucket (DESIGN.md 6A; mamba_jax's exact left padding).
+"""
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from experiments import data, optimizers, parallel
+from experiments.models.patch_reconstruction import VARIANTS, PatchReconstructor, squared_error
+from experiments.tasks import reconstruction_report
+
+
+def model_names(config):
+  names = [name.strip() for name in config.models.split(",") if name.strip()]
+  unknown = [name for name in names if name not in VARIANTS]
+  if not names or unknown:
+    raise ValueError(f"config.models = {config.models!r}; expected a comma-separated subset of "
+                     f"{VARIANTS}")
+  return names
+
+
+def length_buckets(min_length, max_length, count):
+  """Up to `count` bucket lengths covering [min_length, max_length], geometrically spaced."""
+  if count <= 1 or min_length == max_length:
+    return [max_length]
+  ratio = (max_length / min_length) ** (1 / (count - 1))
+  return sorted({min(max_length, math.ceil(min_length * ratio ** i)) for i in range(count)}
+                | {max_length})
+
+
+def open_source(config, split):
+  """The data set's split; with several processes, process 0 prepares it first (TFDS's
+  preparation is not safe to run concurrently into one data_dir)."""
+  kwargs = dict(data_dir=config.data.data_dir or None,
+                omniglot_dir=config.data.omniglot_dir or None,
+                image_size=config.data.image_size)
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      data.image_source(config.data.name, split, **kwargs)
+    multihost_utils.sync_global_devices(f"prepared {config.data.name}")
+  return data.image_source(config.data.name, split, **kwargs)
+
+
+class Task:
+
+  def __init__(self, config, mesh):
+    self.config, self.mesh = config, mesh
+    self.names = model_names(config)
+    seq = config.sequence
+    self.patch_size = seq.patch_size
+    self.buckets = length_buckets(seq.train_length_min, seq.train_length_max,
+                                  seq.get("length_buckets", 4))
+    self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+    self.source = open_source(config, config.data.train_split)
+    self._graphdefs, self._optimizers = {}, {}
+    self._batches, self._next_step = None, None
+
+  # -- models ----------------------------------------------------------------------------------
+
+  def model_config(self, name):
+    model = ml_collections.ConfigDict(self.config.model.to_dict())
+    model.variant = name
+    return model
+
+  def build(self, name, rng):
+    return PatchReconstructor(self.model_config(name), patch_pixels=self.patch_size ** 2,
+                              rngs=nnx.Rngs(rng))
+
+  def init_state(self, rng):
+    params, opt_state = {}, {}
+    for i, name in enumerate(self.names):
+      graphdef, model_params = nnx.split(self.build(name, jax.random.fold_in(rng, i)), nnx.Param)
+      tx = optimizers.make_optimizer(self.config.optimizer, self.config.num_train_steps,
+                                     model_params)
+      self._graphdefs[name], self._optimizers[name] = graphdef, tx
+      params[name], opt_state[name] = model_params, tx.init(model_params)
+    return {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
+
+  def model(self, state, name):
+    return nnx.merge(self._graphdefs[name], state["params"][name])
+
+  # -- training --------------------------------------------------------------------------------
+
+  def train_step(self, state, batch):
+    metrics, params, opt_state = {}, {}, {}
+    for name in self.names:
+      def loss_fn(model_params, name=name):
+        model = nnx.merge(self._graphdefs[name], model_params)
+        return jnp.mean(squared_error(model, batch))
+
+      loss, grads = jax.value_and_grad(loss_fn)(state["params"][name])
+      updates, opt_state[name] = self._optimizers[name].update(
+          grads, state["opt_state"][name], state["params"][name])
+      params[name] = jax.tree_util.tree_map(jnp.add, state["params"][name], updates)
+      metrics[f"loss_{name}"] = loss
+    metrics["loss"] = jnp.mean(jnp.stack([metrics[f"loss_{n}"] for n in self.names]))
+    metrics["context_length"] = batch["n_context"][0].astype(jnp.float32)
+    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+
+  def batch(self, step):
+    """The global batch of `step`: this host's images, sequences at the bucket of this step's L."""
+    if self._batches is None or step != self._next_step:
+      self._batches = data.batches(self.source, self.config.batch_size, self.config.seed,
+                                   start_step=step, process_index=jax.process_index(),
+                                   process_count=jax.process_count())
+    self._next_step = step + 1
+    images = next(self._batches)
+    seq = self.config.sequence
+    length = data.draw_context_length(self.config.seed, step, seq.train_length_min,
+                                      seq.train_length_max)
+    bucket = next(b for b in self.buckets if b >= length)
+    sequences = data.patch_sequences(jnp.asarray(images["image"]), self.data_key, bucket,
+                                     seq.num_queries, self.patch_size, images["index"])
+    local = {key: np.asarray(value) for key, value in sequences.items()}
+    local["n_context"] = np.full((len(images["index"]),), length, np.int32)
+    return parallel.global_batch(local, self.mesh)
+
+  # -- evaluation ------------------------------------------------------------------------------
+
+  def evaluate(self, state, workdir):
+    source = open_source(self.config, self.config.data.eval_split)
+    reconstruction_report.write(self, state, source, os.path.join(workdir, "eval"))

@@ -1,0 +1,94 @@
+"""The training loop shared by every study: `train_and_evaluate(config, workdir)`.
+
+A study is a task (experiments/tasks/): it builds the training state, defines one training step,
+produces the batch of a given step and evaluates a trained state. This loop owns what they share:
+the device mesh (data parallel over every device of every host), jit, orbax checkpoints and exact
+resume, metrics, the non-finite-loss stop and clean exit on SIGTERM.
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+from absl import logging
+
+from experiments import checkpointing, metrics, parallel, preemption, tasks
+
+CONFIG_FILE = "config.json"
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or infinite; the run stopped without saving that state."""
+
+
+def write_config(config, workdir):
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def read_config(workdir):
+  import ml_collections
+  with open(os.path.join(workdir, CONFIG_FILE)) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_or_init(task, config, workdir, mesh):
+  """(state, checkpointer, first step): the latest complete checkpoint if there is one."""
+  state = jax.device_put(task.init_state(jax.random.PRNGKey(config.seed)),
+                         parallel.replicated(mesh))
+  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                            config.checkpoint_every_steps,
+                                            config.get("checkpoints_to_keep", 3))
+  start = checkpointer.latest_step()
+  if start is None:
+    return state, checkpointer, 0
+  logging.info("Resuming from the checkpoint at step %d", start)
+  return checkpointer.restore(state), checkpointer, start
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config.task` for config.num_train_steps, then evaluates; returns the final state.
+
+  Restarting with the same workdir resumes from the latest checkpoint and ends with the same
+  parameters as an uninterrupted run. SIGTERM saves a checkpoint and returns early.
+  """
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = parallel.make_mesh()
+  parallel.check_global_batch(config.batch_size, mesh)
+  task = tasks.make(config, mesh)
+  write_config(config, workdir)
+  state, checkpointer, start = restore_or_init(task, config, workdir, mesh)
+  total = config.num_train_steps
+  writer = metrics.MetricWriter(workdir, total, start)
+  train_step = jax.jit(task.train_step, donate_argnums=0,
+                       out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+  log_every, save_every = config.log_every_steps, config.checkpoint_every_steps
+  try:
+    with preemption.StopRequest() as stop:
+      for step in range(start, total):
+        state, step_metrics = train_step(state, task.batch(step))
+        done = step + 1
+        is_save = done % save_every == 0 or done == total
+        if done % log_every == 0 or is_save:
+          values = jax.device_get(step_metrics)
+          if not np.isfinite(values["loss"]):
+            raise NonFiniteLossError(
+                f"loss = {values['loss']} at step {done}: stopping. The last good checkpoint "
+                f"(step {checkpointer.latest_step()}) in {workdir}/checkpoints is intact; lower "
+                f"the learning rate or enable gradient clipping and restart from it.")
+          writer.write(done, values)
+          writer.progress(done, loss=float(values["loss"]))
+        stopping = stop.requested() and done < total
+        checkpointer.save(done, state, force=done == total or stopping)
+        if stopping:
+          logging.warning("Stop requested (SIGTERM): saved step %d to %s and exiting.", done,
+                          workdir)
+          return state
+  finally:
+    checkpointer.close()
+    writer.close()
+  task.evaluate(state, workdir)
+  return state
