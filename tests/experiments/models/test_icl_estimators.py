@@ -1,0 +1,141 @@
+"""Study-B baselines: each against its definition, causality, behaviour on the tasks."""
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.data.icl_tasks import icl_batch, normalised_squared_error
+from experiments.models import icl_estimators
+from experiments.models.icl_estimators import ESTIMATORS, get_estimator
+
+D = 20
+
+
+def _task(name, n_points, batch_size, seed=1, **kwargs):
+  return jax.tree.map(np.asarray, icl_batch(jax.random.key(seed), name, n_points,
+                                            batch_size=batch_size, **kwargs))
+
+
+def _errors(name, predictions, batch, d_active=D):
+  return np.asarray(normalised_squared_error(predictions, batch["ys"], name, d_active))
+
+
+@pytest.fixture(scope="module")
+def linear():
+  """300 noiseless linear-regression prompts of 41 points in R^20."""
+  return _task("linear_regression", 41, 300)
+
+
+def _small_problem(seed=0, batch=3, n=7, d=4):
+  rng = np.random.default_rng(seed)
+  return rng.standard_normal((batch, n, d)), rng.standard_normal((batch, n))
+
+
+def test_registry_names():
+  assert set(ESTIMATORS) == {"least_squares", "averaging", "knn3", "lasso", "tree",
+                             "gradient_boosting"}
+  assert get_estimator("knn3") is icl_estimators.knn3
+  with pytest.raises(ValueError, match="Unknown baseline"):
+    get_estimator("xgboost")
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_prediction_uses_only_previous_points(name):
+  xs, ys = _small_problem(n=6, d=3)
+  predictions = get_estimator(name)(xs, ys)
+  assert predictions.shape == ys.shape
+  np.testing.assert_array_equal(predictions[:, 0], 0.0)
+  # Change y_3.. and x_4..: predictions at positions 0..3 (which see pairs 0..2, and x_3) stay.
+  xs2, ys2 = xs.copy(), ys.copy()
+  ys2[:, 3:] += 5.0
+  xs2[:, 4:] *= -2.0
+  changed = get_estimator(name)(xs2, ys2)
+  np.testing.assert_allclose(changed[:, :4], predictions[:, :4], rtol=1e-9, atol=1e-12)
+  assert not np.allclose(changed[:, 4:], predictions[:, 4:])
+
+
+def test_least_squares_is_minimum_norm_solution_on_each_prefix():
+  xs, ys = _small_problem()
+  predictions = icl_estimators.least_squares(xs, ys)
+  for b in range(xs.shape[0]):
+    for i in range(1, xs.shape[1]):
+      w = np.linalg.lstsq(xs[b, :i], ys[b, :i], rcond=None)[0]  # Minimum norm when i < d.
+      np.testing.assert_allclose(predictions[b, i], xs[b, i] @ w, rtol=1e-8, atol=1e-10)
+
+
+def test_averaging_matches_definition():
+  xs, ys = _small_problem()
+  predictions = icl_estimators.averaging(xs, ys)
+  for b in range(xs.shape[0]):
+    for i in range(1, xs.shape[1]):
+      w = np.mean(xs[b, :i] * ys[b, :i, None], axis=0)
+      np.testing.assert_allclose(predictions[b, i], xs[b, i] @ w, rtol=1e-10)
+
+
+def test_knn3_matches_definition():
+  xs, ys = _small_problem(n=9)
+  predictions = icl_estimators.knn3(xs, ys)
+  for b in range(xs.shape[0]):
+    for i in range(1, xs.shape[1]):
+      distances = np.linalg.norm(xs[b, :i] - xs[b, i], axis=1)
+      nearest = np.argsort(distances)[:3]
+      np.testing.assert_allclose(predictions[b, i], ys[b, nearest].mean(), rtol=1e-12)
+  # Fewer than 3 previous points: their mean.
+  np.testing.assert_allclose(predictions[:, 1], ys[:, 0])
+  np.testing.assert_allclose(predictions[:, 2], ys[:, :2].mean(1))
+
+
+def test_least_squares_exact_once_points_reach_d(linear):
+  errors = _errors("linear_regression", icl_estimators.least_squares(linear["xs"], linear["ys"]),
+                   linear)
+  assert errors[:, D:].max() < 1e-6
+  # Below d the minimum-norm solution recovers the span of i points: error ~ 1 - i / d.
+  positions = np.arange(5, 16)
+  np.testing.assert_allclose(errors[:, positions].mean(), np.mean(1 - positions / D), atol=0.05)
+
+
+def test_least_squares_exact_past_the_active_dimension():
+  batch = _task("linear_regression", 12, 100, d_active=5)
+  errors = _errors("linear_regression", icl_estimators.least_squares(batch["xs"], batch["ys"]),
+                   batch, d_active=5)
+  assert errors[:, 5:].max() < 1e-6
+  assert errors[:, 2].mean() > 0.3
+
+
+def test_averaging_and_knn_beat_predicting_zero(linear):
+  zero = _errors("linear_regression", np.zeros_like(linear["ys"]), linear)[:, 36:].mean()
+  averaging = _errors("linear_regression", icl_estimators.averaging(linear["xs"], linear["ys"]),
+                      linear)
+  knn = _errors("linear_regression", icl_estimators.knn3(linear["xs"], linear["ys"]), linear)
+  assert 0.9 < zero < 1.1
+  assert averaging[:, 36:].mean() < 0.75 and knn[:, 36:].mean() < 0.85
+  # Averaging's error at i points is (d + 1) / i in expectation (Var of x x^T w over i draws).
+  positions = np.arange(36, 41)
+  np.testing.assert_allclose(averaging[:, positions].mean(), np.mean((D + 1) / positions),
+                             rtol=0.2)
+
+
+def test_lasso_recovers_sparse_weights_before_least_squares_can():
+  batch = _task("sparse_linear_regression", 30, 4)
+  lasso = _errors("sparse_linear_regression", icl_estimators.lasso(batch["xs"], batch["ys"]),
+                  batch)
+  least_squares = _errors("sparse_linear_regression",
+                          icl_estimators.least_squares(batch["xs"], batch["ys"]), batch)
+  assert lasso[:, 20:].mean() < 0.01
+  assert lasso[:, 12:20].mean() < 0.05 < least_squares[:, 12:20].mean()
+
+
+def test_trees_fit_a_decision_tree_task_better_than_zero():
+  batch = _task("decision_tree", 81, 12, seed=0, d=5)
+  zero = _errors("decision_tree", np.zeros_like(batch["ys"]), batch, 5)
+  tree = _errors("decision_tree", icl_estimators.tree(batch["xs"], batch["ys"]), batch, 5)
+  assert tree[:, 60:].mean() < 0.7 * zero[:, 60:].mean()
+  few = slice(0, 4)  # Boosting fits 20 trees per position: a few prompts keep it to ~2 s.
+  boosted = icl_estimators.gradient_boosting(batch["xs"][few], batch["ys"][few], n_estimators=20)
+  boosted = np.square(boosted - batch["ys"][few])
+  assert boosted[:, 60:].mean() < 0.7 * zero[few, 60:].mean()
+
+
+def test_rejects_bad_shapes():
+  with pytest.raises(ValueError):
+    icl_estimators.least_squares(np.zeros((2, 5)), np.zeros((2, 5)))
