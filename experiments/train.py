@@ -10,6 +10,7 @@ import json
 import os
 
 import jax
+import ml_collections
 import numpy as np
 from absl import logging
 
@@ -29,7 +30,6 @@ def write_config(config, workdir):
 
 
 def read_config(workdir):
-  import ml_collections
   with open(os.path.join(workdir, CONFIG_FILE)) as f:
     return ml_collections.ConfigDict(json.load(f))
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
@@ -102,7 +103,7 @@ class Task:
       loss, grads = jax.value_and_grad(loss_fn)(state["params"][name])
       updates, opt_state[name] = self._optimizers[name].update(
           grads, state["opt_state"][name], state["params"][name])
-      params[name] = jax.tree_util.tree_map(jnp.add, state["params"][name], updates)
+      params[name] = optax.apply_updates(state["params"][name], updates)
       metrics[f"loss_{name}"] = loss
     metrics["loss"] = jnp.mean(jnp.stack([metrics[f"loss_{n}"] for n in self.names]))
     metrics["context_length"] = batch["n_context"][0].astype(jnp.float32)

@@ -134,7 +134,8 @@ def write_grids(task, state, source, out_dir):
       context = contexts[k]
       query = jnp.broadcast_to(jnp.asarray(positions), (count,) + positions.shape)
       tiles = np.asarray(model(context["context_patches"], context["context_positions"], query))
-      context_centres = np.rint(np.asarray(context["context_positions"]) * 0.78125 * size
+      context_centres = np.rint(np.asarray(context["context_positions"])
+                                * data.image_patches.POSITION_SCALE * size
                                 + size / 2).astype(int)
       for row in range(count):
         axes[row, 1 + 2 * col].imshow(seen_image(images[row], context_centres[row], patch),
