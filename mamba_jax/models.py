@@ -79,12 +79,22 @@ class MambaModel(_Decodable):
     self.backbone = MambaStack(config, rngs=rngs)
     self.output_proj = torch_linear(config.d_model, out_features, **dense)
 
-  def __call__(self, inputs, lengths=None, sequence_length=None, left_pad=None):
-    return self.read_out(self.backbone(self.embed(inputs), lengths, sequence_length,
-                                       left_pad=left_pad))
+  def __call__(self, inputs, lengths=None, sequence_length=None, left_pad=None,
+               return_residuals=False):
+    """With return_residuals also the residual stream entering each layer and after the last
+    one (n_layers + 1 arrays), for probing; `decode` maps one to outputs."""
+    hidden = self.backbone(self.embed(inputs), lengths, sequence_length,
+                           return_residuals=return_residuals, left_pad=left_pad)
+    if return_residuals:
+      return self.read_out(hidden[0]), hidden[1]
+    return self.read_out(hidden)
 
   def embed(self, inputs):
     return self.input_proj(inputs.astype(self.config.dtype))
+
+  def decode(self, residual):
+    """A residual stream (batch, length, d_model) through the final norm and read-out."""
+    return self.read_out(self.backbone.norm_f(residual))
 
   def read_out(self, hidden):
     return self.output_proj(hidden)

@@ -72,8 +72,18 @@ class S4DModel(nnx.Module):
     self.norm_f = RMSNorm(d_model, dtype=dtype, param_dtype=param_dtype)
     self.output_proj = torch_linear(d_model, out_features, use_bias=True, **kw)
 
-  def __call__(self, inputs, lengths=None):
+  def __call__(self, inputs, lengths=None, return_residuals=False):
+    """With return_residuals also the residual stream entering each layer and after the last
+    one (n_layers + 1 arrays), for probing; `decode` maps one to outputs."""
     x = self.input_proj(inputs.astype(self.dtype)).astype(jnp.float32)
+    residuals = []
     for layer in self.layers:
+      residuals.append(x)
       x = layer(x, lengths)
-    return self.output_proj(self.norm_f(x))
+    residuals.append(x)
+    out = self.decode(x)
+    return (out, residuals) if return_residuals else out
+
+  def decode(self, residual):
+    """A residual stream (batch, length, d_model) through the final norm and read-out."""
+    return self.output_proj(self.norm_f(residual))

@@ -78,9 +78,13 @@ class CausalTransformer(nnx.Module):
     self.ln_f = nnx.LayerNorm(d_model, epsilon=1e-5, **kw)
     self.output_proj = _dense(d_model, out_features, std=INIT_STD, **kw)
 
-  def __call__(self, inputs, lengths=None, left_pad=None):
+  def __call__(self, inputs, lengths=None, left_pad=None, return_residuals=False):
     """left_pad: optional (batch,) leading padding positions, masked as keys (a padding query
-    sees only itself); positional embeddings, if any, count from the first valid position."""
+    sees only itself); positional embeddings, if any, count from the first valid position.
+
+    With return_residuals also the residual stream entering each block and after the last one
+    (n_layers + 1 arrays), for probing; `decode` maps one to outputs.
+    """
     x = self.input_proj(inputs.astype(self.dtype))
     key_mask = None
     if left_pad is not None:
@@ -95,6 +99,14 @@ class CausalTransformer(nnx.Module):
       x = x + self.position_embedding(index)
     if lengths is not None:
       lengths = jnp.maximum(lengths.astype(jnp.int32), 1)  # an empty example must not attend to nothing
+    residuals = []
     for block in self.blocks:
+      residuals.append(x)
       x = block(x, lengths, key_mask)
-    return self.output_proj(self.ln_f(x))
+    residuals.append(x)
+    out = self.decode(x)
+    return (out, residuals) if return_residuals else out
+
+  def decode(self, residual):
+    """A residual stream (batch, length, d_model) through the final norm and read-out."""
+    return self.output_proj(self.ln_f(residual))

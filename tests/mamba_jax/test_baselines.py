@@ -77,3 +77,16 @@ def test_gradients_are_finite_and_reach_every_parameter(name):
   grads = nnx.grad(lambda model: jnp.sum(model(x) ** 2))(model)
   for path, g in jax.tree_util.tree_leaves_with_path(nnx.as_pure(grads)):
     assert np.isfinite(np.asarray(g)).all() and np.abs(np.asarray(g)).max() > 0, path
+
+
+@pytest.mark.parametrize("name", ["transformer", "s4d"])
+def test_residual_streams_decode_to_the_outputs(name):
+  """n_layers + 1 streams (the embedding, then after each layer); the last one decodes to the
+  model's output, the others to what an earlier exit would predict (for probing)."""
+  model = _baseline(name)
+  x = jax.random.normal(jax.random.key(1), (2, 7, 3))
+  outputs, residuals = model(x, return_residuals=True)
+  assert len(residuals) == 3 and all(r.shape == (2, 7, residuals[0].shape[-1]) for r in residuals)
+  np.testing.assert_array_equal(outputs, model(x))
+  np.testing.assert_array_equal(model.decode(residuals[-1]), outputs)
+  assert not np.allclose(model.decode(residuals[0]), outputs)

@@ -50,6 +50,11 @@ def test_continuous_model_shapes_and_residual_streams():
   hidden, residuals = model.backbone(model.embed(inputs), return_residuals=True)
   assert len(residuals) == 4 and all(r.shape == (4, 9, 8) for r in residuals)
   np.testing.assert_array_equal(model.read_out(hidden), model(inputs))
+  outputs, streams = model(inputs, return_residuals=True)
+  np.testing.assert_array_equal(outputs, model(inputs))
+  for stream, residual in zip(streams, residuals):
+    np.testing.assert_array_equal(stream, residual)
+  np.testing.assert_array_equal(model.decode(streams[-1]), outputs)
 
 
 @pytest.mark.parametrize("discretization", ["fixed", "length_adaptive"])
