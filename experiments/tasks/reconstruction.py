@@ -13,22 +13,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from experiments import data, optimizers, parallel
+from experiments import data, parallel
 from experiments.models.patch_reconstruction import VARIANTS, PatchReconstructor, squared_error
 from experiments.tasks import reconstruction_report
-
-
-def model_names(config):
-  names = [name.strip() for name in config.models.split(",") if name.strip()]
-  unknown = [name for name in names if name not in VARIANTS]
-  if not names or unknown:
-    raise ValueError(f"config.models = {config.models!r}; expected a comma-separated subset of "
-                     f"{VARIANTS}")
-  return names
+from experiments.tasks.side_by_side import SideBySide, model_names
 
 
 def length_buckets(min_length, max_length, count):
@@ -53,21 +44,18 @@ def open_source(config, split):
   return data.image_source(config.data.name, split, **kwargs)
 
 
-class Task:
+class Task(SideBySide):
 
   def __init__(self, config, mesh):
-    self.config, self.mesh = config, mesh
-    self.names = model_names(config)
+    super().__init__(config, model_names(config, VARIANTS))
+    self.mesh = mesh
     seq = config.sequence
     self.patch_size = seq.patch_size
     self.buckets = length_buckets(seq.train_length_min, seq.train_length_max,
                                   seq.get("length_buckets", 4))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     self.source = open_source(config, config.data.train_split)
-    self._graphdefs, self._optimizers = {}, {}
     self._batches, self._next_step = None, None
-
-  # -- models ----------------------------------------------------------------------------------
 
   def model_config(self, name):
     model = ml_collections.ConfigDict(self.config.model.to_dict())
@@ -78,36 +66,13 @@ class Task:
     return PatchReconstructor(self.model_config(name), patch_pixels=self.patch_size ** 2,
                               rngs=nnx.Rngs(rng))
 
-  def init_state(self, rng):
-    params, opt_state = {}, {}
-    for i, name in enumerate(self.names):
-      graphdef, model_params = nnx.split(self.build(name, jax.random.fold_in(rng, i)), nnx.Param)
-      tx = optimizers.make_optimizer(self.config.optimizer, self.config.num_train_steps,
-                                     model_params)
-      self._graphdefs[name], self._optimizers[name] = graphdef, tx
-      params[name], opt_state[name] = model_params, tx.init(model_params)
-    return {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
-
-  def model(self, state, name):
-    return nnx.merge(self._graphdefs[name], state["params"][name])
-
-  # -- training --------------------------------------------------------------------------------
+  def loss(self, model, batch):
+    return jnp.mean(squared_error(model, batch))
 
   def train_step(self, state, batch):
-    metrics, params, opt_state = {}, {}, {}
-    for name in self.names:
-      def loss_fn(model_params, name=name):
-        model = nnx.merge(self._graphdefs[name], model_params)
-        return jnp.mean(squared_error(model, batch))
-
-      loss, grads = jax.value_and_grad(loss_fn)(state["params"][name])
-      updates, opt_state[name] = self._optimizers[name].update(
-          grads, state["opt_state"][name], state["params"][name])
-      params[name] = optax.apply_updates(state["params"][name], updates)
-      metrics[f"loss_{name}"] = loss
-    metrics["loss"] = jnp.mean(jnp.stack([metrics[f"loss_{n}"] for n in self.names]))
+    state, metrics = super().train_step(state, batch)
     metrics["context_length"] = batch["n_context"][0].astype(jnp.float32)
-    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+    return state, metrics
 
   def batch(self, step):
     """The global batch of `step`: this host's images, sequences at the bucket of this step's L."""

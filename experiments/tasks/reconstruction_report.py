@@ -48,7 +48,7 @@ def length_sweep(task, state, source):
   batches = list(_evaluation_batches(task, source, n_images))
   rows = []
   for name in task.names:
-    graphdef = task._graphdefs[name]
+    graphdef = task.graphdef(name)
 
     @jax.jit
     def error_sums(params, batch, graphdef=graphdef):
