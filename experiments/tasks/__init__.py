@@ -9,7 +9,7 @@ A task is built from (config, mesh) and provides:
 
 import importlib
 
-TASKS = {"reconstruction": "experiments.tasks.reconstruction"}
+TASKS = {"reconstruction": "experiments.tasks.reconstruction", "icl": "experiments.tasks.icl"}
 
 
 def make(config, mesh):

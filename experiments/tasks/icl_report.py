@@ -1,0 +1,272 @@
+"""Study B's evaluation outputs in workdir/eval/:
+
+icl_curves.csv (task, model, n_points, error, lo, hi, prompts): normalised squared error of the
+prediction after n_points in-context examples, mean over evaluation prompts with a bootstrap
+band, for the trained models and the classical baselines on the same prompts, up to
+config.eval.n_points - 1 examples (>= 2.5x the training horizon in the shipped configs);
+icl_<task>.png per evaluated task; icl_summary.csv / icl_summary.md (the error at the training
+horizon and at the longest length); probing.csv / probing.png (each layer's residual stream
+at fresh queries after the training horizon's context, decoded through the final norm and
+read-out, and a per-prompt linear probe of that decoding, against normalised depth), for tasks
+whose function is linear.
+"""
+
+import csv
+import os
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from experiments import data, parallel
+from experiments.data import icl_tasks
+from experiments.models.bootstrap import bootstrap_band
+from experiments.models.icl_estimators import get_estimator
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+CURVES_CSV = "icl_curves.csv"
+SUMMARY_CSV = "icl_summary.csv"
+SUMMARY_MD = "icl_summary.md"
+PROBING_CSV = "probing.csv"
+PROBING_PNG = "probing.png"
+# Fitting one scikit-learn / XGBoost model per prompt and prefix is slow: these run on the first
+# config.eval.slow_baseline_prompts prompts only.
+SLOW_BASELINES = ("lasso", "tree", "xgboost")
+
+
+def _names(text):
+  return [name.strip() for name in str(text).split(",") if name.strip()]
+
+
+def _gather(x):
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def evaluation_prompts(task, task_name, n_prompts, n_points):
+  """The first n_prompts prompts of the evaluation stream, as sharded batches (device arrays)."""
+  batch_size = task.config.eval.batch_size
+  parallel.check_global_batch(batch_size, task.mesh)
+  return [task.prompts(task.eval_key, task_name, n_points, first, batch_size)
+          for first in range(0, n_prompts, batch_size)]
+
+
+def _predict_fn(task, name):
+  graphdef = task.graphdef(name)
+
+  def predict(params, xs, ys):
+    return data.read_predictions(nnx.merge(graphdef, params)(data.make_prompt(xs, ys)))
+
+  return jax.jit(predict, out_shardings=parallel.replicated(task.mesh))
+
+
+def model_predictions(task, state, batches, n_prompts):
+  """{model: (n_prompts, n_points) predictions} for every trained model."""
+  predictions = {}
+  for name in task.names:
+    predict = _predict_fn(task, name)
+    parts = [np.asarray(predict(state["params"][name], b["xs"], b["ys"])) for b in batches]
+    predictions[name] = np.concatenate(parts)[:n_prompts]
+  return predictions
+
+
+def _layer_query_fn(task, name, n_context):
+  """Each layer's decoded prediction at fresh queries after the same context: prompt b's
+  first n_context pairs, then x_q for each later point q of that prompt, one sequence per q."""
+  graphdef = task.graphdef(name)
+
+  def predict(params, xs, ys):
+    model = nnx.merge(graphdef, params)
+    batch, points, d = xs.shape
+    queries = points - n_context
+    context = data.make_prompt(xs[:, :n_context], ys[:, :n_context])
+    sequences = jnp.concatenate(
+        [jnp.repeat(context[:, None], queries, axis=1), xs[:, n_context:, None]], axis=2)
+    _, residuals = model(sequences.reshape(batch * queries, 2 * n_context + 1, d),
+                         return_residuals=True)
+    return jnp.stack([model.decode(r[:, -1:])[:, 0].reshape(batch, queries)
+                      for r in residuals])
+
+  return jax.jit(predict, out_shardings=parallel.replicated(task.mesh))
+
+
+def layer_query_predictions(task, state, batches, n_prompts, n_context):
+  """{model: (n_layers + 1, n_prompts, queries)} (see _layer_query_fn)."""
+  layers = {}
+  for name in task.names:
+    predict = _layer_query_fn(task, name, n_context)
+    parts = [np.asarray(predict(state["params"][name], b["xs"], b["ys"])) for b in batches]
+    layers[name] = np.concatenate(parts, axis=1)[:, :n_prompts]
+  return layers
+
+
+def host_prompts(batches, n_prompts):
+  """xs, ys and the drawn functions of the batches, on every host, first n_prompts."""
+  gathered = [jax.tree.map(_gather, b) for b in batches]
+  return jax.tree.map(lambda *parts: np.concatenate(parts)[:n_prompts], *gathered)
+
+
+def curve_rows(task_name, model, errors, config):
+  """Rows of icl_curves.csv for one model: errors (prompts, n_points)."""
+  mean, lo, hi = bootstrap_band(errors, seed=config.seed, level=config.eval.band_level,
+                                resamples=config.eval.bootstrap_resamples)
+  return [{"task": task_name, "model": model, "n_points": i, "error": float(mean[i]),
+           "lo": float(lo[i]), "hi": float(hi[i]), "prompts": errors.shape[0]}
+          for i in range(errors.shape[1])]
+
+
+def baseline_errors(task_name, name, prompts, d_active, slow_prompts):
+  count = slow_prompts if name in SLOW_BASELINES else len(prompts["ys"])
+  xs, ys = prompts["xs"][:count], prompts["ys"][:count]
+  predictions = get_estimator(name)(xs, ys)
+  return np.asarray(icl_tasks.normalised_squared_error(predictions, ys, task_name, d_active))
+
+
+def probing_rows(task, layers, prompts, n_context):
+  """Per model and layer, after n_context in-context examples (the training horizon):
+  decoded_error, the normalised error of the layer's decoded predictions at the fresh queries,
+  and probe_error, that of the per-prompt linear probe: w_l, the least-squares fit of the
+  layer's predictions on the query inputs, scored as ||w_l - w||^2 / scale, its expected error
+  on fresh isotropic inputs (a layer that implements a linear predictor scores as that
+  predictor would)."""
+  name = task.task_name
+  queries = prompts["xs"][:, n_context:].astype(np.float64)
+  targets = prompts["ys"][:, n_context:]
+  w = prompts["function"]["w"]
+  scale = icl_tasks.error_scale(name, task.d)
+  rows = []
+  for model, decoded in layers.items():
+    n_layers = max(decoded.shape[0] - 1, 1)
+    for layer, predictions in enumerate(decoded):
+      probes = np.stack([np.linalg.lstsq(x, p, rcond=None)[0]
+                         for x, p in zip(queries, predictions.astype(np.float64))])
+      rows.append({"task": name, "model": model, "layer": layer, "depth": layer / n_layers,
+                   "n_points": n_context,
+                   "decoded_error": float(np.mean(np.square(predictions - targets)) / scale),
+                   "probe_error": float(np.mean(np.sum(np.square(probes - w), axis=-1)) / scale)})
+  return rows
+
+
+def write_csv(path, rows):
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def plot_curves(rows, task_name, training_points, trained, path):
+  """Trained models solid, baselines dashed; bands shaded."""
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  models = dict.fromkeys(r["model"] for r in rows if r["task"] == task_name)
+  for model in models:
+    curve = [r for r in rows if r["task"] == task_name and r["model"] == model]
+    n = [r["n_points"] for r in curve]
+    style = "-" if model in trained else "--"
+    line, = ax.plot(n, [r["error"] for r in curve], style, label=model, lw=1.6)
+    ax.fill_between(n, [r["lo"] for r in curve], [r["hi"] for r in curve],
+                    color=line.get_color(), alpha=0.2, lw=0)
+  ax.axvline(training_points - 1, color="0.5", ls=":", lw=1, label="training horizon")
+  ax.set_ylim(0, 1.25)
+  ax.set_xlabel("in-context examples")
+  ax.set_ylabel("normalised squared error")
+  ax.set_title(task_name.replace("_", " "))
+  ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+
+def plot_probing(rows, path):
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+  for key, ax in zip(("decoded_error", "probe_error"), axes):
+    for model in dict.fromkeys(r["model"] for r in rows):
+      curve = [r for r in rows if r["model"] == model]
+      ax.plot([r["depth"] for r in curve], [r[key] for r in curve], marker="o", ms=3,
+              label=model)
+    ax.set_yscale("log")
+    ax.set_xlabel("normalised depth (layer / layers)")
+    ax.set_ylabel(key.replace("_", " "))
+  axes[0].set_title("residual stream through final norm + read-out", fontsize=9)
+  axes[1].set_title("per-prompt linear probe of that read-out", fontsize=9)
+  fig.suptitle(f"after {rows[0]['n_points']} in-context examples", fontsize=9)
+  axes[1].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def summary_rows(rows, training_points):
+  """The error at the training horizon and at the longest evaluated length, per task and model."""
+  out = []
+  for task_name in dict.fromkeys(r["task"] for r in rows):
+    for model in dict.fromkeys(r["model"] for r in rows if r["task"] == task_name):
+      curve = {r["n_points"]: r for r in rows if r["task"] == task_name and r["model"] == model}
+      horizon, longest = curve[training_points - 1], curve[max(curve)]
+      out.append({"task": task_name, "model": model, "horizon": training_points - 1,
+                  "error_at_horizon": horizon["error"], "lo_at_horizon": horizon["lo"],
+                  "hi_at_horizon": horizon["hi"], "longest": max(curve),
+                  "error_at_longest": longest["error"], "lo_at_longest": longest["lo"],
+                  "hi_at_longest": longest["hi"], "prompts": horizon["prompts"]})
+  return out
+
+
+def summary_markdown(summary):
+  lines = ["| task | model | error at horizon (n) | error at longest (n) | prompts |",
+           "|---|---|---|---|---|"]
+  for r in summary:
+    lines.append(f"| {r['task']} | {r['model']} | {r['error_at_horizon']:.3f} "
+                 f"[{r['lo_at_horizon']:.3f}, {r['hi_at_horizon']:.3f}] ({r['horizon']}) | "
+                 f"{r['error_at_longest']:.3f} [{r['lo_at_longest']:.3f}, "
+                 f"{r['hi_at_longest']:.3f}] ({r['longest']}) | {r['prompts']} |")
+  return "\n".join(lines) + "\n"
+
+
+def write(task, state, out_dir):
+  """Evaluates every model and baseline on every task of config.eval.tasks; returns the rows."""
+  config = task.config
+  evaluation = config.eval
+  n_prompts, n_points = evaluation.num_prompts, evaluation.n_points
+  if n_points < task.training_points:
+    raise ValueError(f"config.eval.n_points = {n_points} is below the training number of "
+                     f"points, {task.training_points}")
+  if evaluation.probe_prompts and evaluation.probe_queries < task.d:
+    raise ValueError(f"config.eval.probe_queries = {evaluation.probe_queries} is below d = "
+                     f"{task.d}: a linear probe needs at least d queries")
+  os.makedirs(out_dir, exist_ok=True)
+  rows, probing = [], []
+  for task_name in _names(evaluation.tasks):
+    batches = evaluation_prompts(task, task_name, n_prompts, n_points)
+    predictions = model_predictions(task, state, batches, n_prompts)
+    prompts = host_prompts(batches, n_prompts)
+    for model, prediction in predictions.items():
+      errors = icl_tasks.normalised_squared_error(prediction, prompts["ys"], task_name, task.d)
+      rows += curve_rows(task_name, model, np.asarray(errors), config)
+    if task_name == task.task_name and "w" in prompts["function"] and evaluation.probe_prompts:
+      count, n_context = evaluation.probe_prompts, task.training_points - 1
+      probe_batches = evaluation_prompts(task, task_name, count,
+                                         n_context + evaluation.probe_queries)
+      layers = layer_query_predictions(task, state, probe_batches, count, n_context)
+      probing = probing_rows(task, layers, host_prompts(probe_batches, count), n_context)
+    if jax.process_index() == 0:
+      slow = min(evaluation.slow_baseline_prompts, n_prompts)
+      for name in _names(evaluation.baselines.get(task_name, "")):
+        errors = baseline_errors(task_name, name, prompts, task.d, slow)
+        rows += curve_rows(task_name, name, errors, config)
+  if jax.process_index() == 0:
+    write_csv(os.path.join(out_dir, CURVES_CSV), rows)
+    for task_name in _names(evaluation.tasks):
+      plot_curves(rows, task_name, task.training_points, task.names,
+                  os.path.join(out_dir, f"icl_{task_name}.png"))
+    summary = summary_rows(rows, task.training_points)
+    write_csv(os.path.join(out_dir, SUMMARY_CSV), summary)
+    with open(os.path.join(out_dir, SUMMARY_MD), "w") as f:
+      f.write(summary_markdown(summary))
+    if probing:
+      write_csv(os.path.join(out_dir, PROBING_CSV), probing)
+      plot_probing(probing, os.path.join(out_dir, PROBING_PNG))
+  return rows
