@@ -50,3 +50,19 @@ def batches(source, global_batch, seed, start_step=0, process_index=0, process_c
     first = step * global_batch + process_index * local
     examples = [ds[i] for i in range(first, first + local)]
     yield {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+
+
+class StepBatches:
+  """This host's batch of any training step, as `batches` gives it, without restarting the
+  stream when steps are asked for in order (the training loop's case)."""
+
+  def __init__(self, source, global_batch, seed, process_index=0, process_count=1):
+    self._args = (source, global_batch, seed)
+    self._hosts = dict(process_index=process_index, process_count=process_count)
+    self._batches, self._next_step = None, None
+
+  def __call__(self, step):
+    if self._batches is None or step != self._next_step:
+      self._batches = batches(*self._args, start_step=step, **self._hosts)
+    self._next_step = step + 1
+    return next(self._batches)

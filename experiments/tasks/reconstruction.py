@@ -55,7 +55,8 @@ class Task(SideBySide):
                                   seq.get("length_buckets", 4))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     self.source = open_source(config, config.data.train_split)
-    self._batches, self._next_step = None, None
+    self._batches = data.StepBatches(self.source, config.batch_size, config.seed,
+                                     jax.process_index(), jax.process_count())
 
   def model_config(self, name):
     model = ml_collections.ConfigDict(self.config.model.to_dict())
@@ -76,12 +77,7 @@ class Task(SideBySide):
 
   def batch(self, step):
     """The global batch of `step`: this host's images, sequences at the bucket of this step's L."""
-    if self._batches is None or step != self._next_step:
-      self._batches = data.batches(self.source, self.config.batch_size, self.config.seed,
-                                   start_step=step, process_index=jax.process_index(),
-                                   process_count=jax.process_count())
-    self._next_step = step + 1
-    images = next(self._batches)
+    images = self._batches(step)
     seq = self.config.sequence
     length = data.draw_context_length(self.config.seed, step, seq.train_length_min,
                                       seq.train_length_max)

@@ -29,7 +29,7 @@ def _int_list(text):
   return [int(x) for x in str(text).split(",") if x.strip()]
 
 
-def _evaluation_batches(task, source, n_images):
+def evaluation_batches(task, source, n_images):
   """This host's evaluation images in fixed order, with weight 0 on wrapped-around examples."""
   batch_size = task.config.eval.batch_size
   parallel.check_global_batch(batch_size, task.mesh)
@@ -45,7 +45,7 @@ def length_sweep(task, state, source):
   config = task.config
   n_images = min(config.eval.num_examples, len(source))
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
-  batches = list(_evaluation_batches(task, source, n_images))
+  batches = list(evaluation_batches(task, source, n_images))
   rows = []
   for name in task.names:
     graphdef = task.graphdef(name)

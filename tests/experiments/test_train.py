@@ -54,6 +54,13 @@ def _train(workdir, *overrides, devices=1, data_dir, config=DIGITS, check=True):
   return result
 
 
+def run_main(config, workdir, overrides, devices=1):
+  """`python -m experiments.main` with exactly these overrides on `devices` forced CPU devices."""
+  subprocess.run([sys.executable, "-m", "experiments.main", f"--config={config}",
+                  f"--workdir={workdir}", *overrides], env=_env(devices), cwd=ROOT, check=True,
+                 capture_output=True, timeout=600)
+
+
 def _losses(workdir):
   return [row["loss"] for row in metrics.read_jsonl(os.path.join(workdir, metrics.METRICS_FILE))]
 

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from experiments.data.iterator import batches, local_batch_size
+from experiments.data.iterator import StepBatches, batches, local_batch_size
 
 SOURCE = [{"image": np.full((3, 3), i, np.float32), "label": np.int32(i % 10)} for i in range(37)]
 
@@ -66,3 +66,10 @@ def test_unshuffled_keeps_source_order():
 
 def test_num_steps_bounds_the_iterator():
   assert len(list(batches(SOURCE, 4, seed=0, num_steps=3))) == 3
+
+
+def test_step_batches_serve_any_step_in_or_out_of_order():
+  continuous = _take(8, SOURCE, 8, seed=2, process_index=1, process_count=2)
+  by_step = StepBatches(SOURCE, 8, seed=2, process_index=1, process_count=2)
+  for step in (0, 1, 2, 6, 7, 3):
+    assert _equal(by_step(step), continuous[step])
