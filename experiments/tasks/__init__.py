@@ -9,7 +9,8 @@ A task is built from (config, mesh) and provides:
 
 import importlib
 
-TASKS = {"reconstruction": "experiments.tasks.reconstruction", "icl": "experiments.tasks.icl"}
+TASKS = {"reconstruction": "experiments.tasks.reconstruction", "icl": "experiments.tasks.icl",
+         "tradeoff": "experiments.tasks.tradeoff"}
 
 
 def make(config, mesh):

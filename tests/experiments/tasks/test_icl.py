@@ -3,8 +3,6 @@ config checks, a smoke run of every icl config, and 8 devices following 1."""
 
 import csv
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -14,7 +12,7 @@ from experiments import data, parallel, train
 from experiments.configs import icl_base
 from experiments.data import icl_tasks
 from experiments.tasks import icl
-from tests.experiments.test_train import ROOT, _env, _losses
+from tests.experiments.test_train import ROOT, _losses, run_main
 
 TRAINED_TASKS = ("linear_regression", "sparse_linear_regression", "relu_2nn", "decision_tree")
 
@@ -160,9 +158,7 @@ def test_eight_devices_follow_one(tmp_path):
   losses = {}
   for devices in (1, 8):
     workdir = str(tmp_path / str(devices))
-    subprocess.run([sys.executable, "-m", "experiments.main", f"--config={config}",
-                    f"--workdir={workdir}", *overrides], env=_env(devices), cwd=ROOT,
-                   check=True, capture_output=True, timeout=600)
+    run_main(config, workdir, overrides, devices)
     losses[devices] = _losses(workdir)
   assert len(losses[1]) == 4
   np.testing.assert_allclose(losses[8], losses[1], rtol=1e-5, atol=1e-6)

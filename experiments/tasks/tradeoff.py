@@ -1,0 +1,130 @@
+"""Study C as a task: classification and reconstruction through one shared latent (DESIGN.md 6C;
+Rathjens & Wiskott 2024).
+
+One run trains one network (config.model.architecture, config.model.latent_dim) at one weighting
+config.lam; experiments/sweep.py runs the grid. Three parts, three Adam optimisers:
+
+  encoder: the gradient of  lam * MSE + (1 - lam) * CE  (the weighted sum);
+  decoder: the gradient of MSE alone, unweighted, whatever lam is;
+  head:    the gradient of CE alone, unweighted, whatever lam is.
+
+lam therefore decides only what the latent is made to hold; the decoder and the head always
+train at full strength to read out whatever reconstruction and class information it holds. So at
+lam = 0 the decoder still learns (the MSE then measures what a purely classification-driven latent
+keeps of the image) and at lam = 1 the head still learns (the accuracy of a purely reconstruction-
+driven latent). Weighting the decoder by lam and the head by 1 - lam instead would leave one of
+them untrained at the ends of the sweep and measure nothing there; this reading of "decoder on MSE
+only, head on CE only" is the one under which three optimisers differ from one.
+
+Training is step-based like every task: the configs derive config.num_train_steps from
+config.num_epochs, the train split's size (config.data.train_examples, checked against the data)
+and the batch size, so "10 epochs at batch 512" stays true when either is overridden.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from experiments import data, optimizers, parallel
+from experiments.models.tradeoff_networks import (PARTS, TradeoffNet, cross_entropy,
+                                                  reconstruction_error)
+from experiments.tasks import tradeoff_report
+from experiments.tasks.reconstruction import open_source
+
+
+def check_lam(lam):
+  """lam as a float in [0, 1]; ValueError naming config.lam otherwise."""
+  if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
+    raise ValueError(f"config.lam = {lam!r}; expected a number in [0, 1] (the weight of the MSE)")
+  return float(lam)
+
+
+class Task:
+
+  def __init__(self, config, mesh):
+    self.config, self.mesh = config, mesh
+    self.lam = check_lam(config.lam)
+    self.source = open_source(config, config.data.train_split)
+    if len(self.source) != config.data.train_examples:
+      raise ValueError(f"config.data.train_examples = {config.data.train_examples}, but the "
+                       f"{config.data.name!r} {config.data.train_split!r} split holds "
+                       f"{len(self.source)} images; set it to {len(self.source)} (it sets the "
+                       "number of steps per epoch)")
+    if config.data.in_memory:  # read and converted once, not once per epoch
+      self.source = [self.source[i] for i in range(len(self.source))]
+    self.image_size = self.source[0]["image"].shape[0]
+    self._graphdefs, self._optimizers = {}, {}
+    self._batches = data.StepBatches(self.source, config.batch_size, config.seed,
+                                     jax.process_index(), jax.process_count())
+
+  # -- model -----------------------------------------------------------------------------------
+
+  def init_state(self, rng):
+    network = TradeoffNet(self.config.model, image_size=self.image_size,
+                          num_classes=self.config.data.num_classes, rngs=nnx.Rngs(rng))
+    params, opt_state = {}, {}
+    for part in PARTS:
+      graphdef, part_params = nnx.split(getattr(network, part), nnx.Param)
+      tx = optimizers.make_optimizer(self.config.optimizer, self.config.num_train_steps,
+                                     part_params)
+      self._graphdefs[part], self._optimizers[part] = graphdef, tx
+      params[part], opt_state[part] = part_params, tx.init(part_params)
+    return {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
+
+  def part(self, name, part_params):
+    """Part `name` ("encoder", "decoder" or "head") as a module with these parameters."""
+    return nnx.merge(self._graphdefs[name], part_params)
+
+  def apply(self, params, images):
+    """(z, reconstructions, logits) of images (batch, S, S); params: the state's "params"."""
+    z = self.part("encoder", params["encoder"])(images)
+    return z, self.part("decoder", params["decoder"])(z), self.part("head", params["head"])(z)
+
+  # -- training --------------------------------------------------------------------------------
+
+  def gradients(self, params, batch):
+    """(per-part gradients, metrics): the encoder's of the lam-weighted sum, the decoder's of the
+    MSE, the head's of the CE. One forward and one backward pass per part: the encoder's
+    backward takes the weighted sum of the two losses' gradients with respect to z."""
+    images, labels = batch["image"], batch["label"]
+    z, encoder_vjp = jax.vjp(lambda p: self.part("encoder", p)(images), params["encoder"])
+
+    def mse_fn(decoder_params, z):
+      return jnp.mean(reconstruction_error(self.part("decoder", decoder_params)(z), images))
+
+    def ce_fn(head_params, z):
+      logits = self.part("head", head_params)(z)
+      return jnp.mean(cross_entropy(logits, labels)), logits
+
+    mse, (g_decoder, g_z_mse) = jax.value_and_grad(mse_fn, (0, 1))(params["decoder"], z)
+    (ce, logits), (g_head, g_z_ce) = jax.value_and_grad(ce_fn, (0, 1), has_aux=True)(
+        params["head"], z)
+    (g_encoder,) = encoder_vjp(self.lam * g_z_mse + (1.0 - self.lam) * g_z_ce)
+    metrics = {"loss": self.lam * mse + (1.0 - self.lam) * ce, "mse": mse, "cross_entropy": ce,
+               "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+    return {"encoder": g_encoder, "decoder": g_decoder, "head": g_head}, metrics
+
+  def train_step(self, state, batch):
+    """Each part's optimiser applies its own gradient (see `gradients`)."""
+    grads, metrics = self.gradients(state["params"], batch)
+    params, opt_state = {}, {}
+    for part in PARTS:
+      updates, opt_state[part] = self._optimizers[part].update(
+          grads[part], state["opt_state"][part], state["params"][part])
+      params[part] = optax.apply_updates(state["params"][part], updates)
+    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+
+  def batch(self, step):
+    """The global batch of `step`: images (batch, S, S) and labels, this host's slice read."""
+    images = self._batches(step)
+    return parallel.global_batch({"image": images["image"], "label": images["label"]}, self.mesh)
+
+  # -- evaluation ------------------------------------------------------------------------------
+
+  def evaluate(self, state, workdir):
+    source = open_source(self.config, self.config.data.eval_split)
+    tradeoff_report.write(self, state, source, os.path.join(workdir, "eval"))
+

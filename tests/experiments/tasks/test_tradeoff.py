@@ -1,0 +1,257 @@
+"""Study C's task: the three-optimiser update (each part moves only under its own loss), the loss
+weighting, batches, config checks, the evaluation, and 8 devices following 1."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from experiments import data, optimizers, parallel
+from experiments.configs import tradeoff_digits
+from experiments.models.tradeoff_networks import (ARCHITECTURES, PARTS, cross_entropy,
+                                                  reconstruction_error)
+from experiments.tasks import tradeoff, tradeoff_report
+from tests.experiments.test_train import ROOT, _losses, run_main
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("tfds")
+  data.digits.prepare(directory)
+  return str(directory)
+
+
+def tiny(data_dir, architecture="fc_small", lam=0.3):
+  c = tradeoff_digits.get_config()
+  c.data.data_dir = data_dir
+  c.model.architecture, c.model.latent_dim, c.lam = architecture, 3, lam
+  c.model.head_hidden = 4
+  c.model.fc.small = "16"
+  c.model.mamba.d_model = 8
+  c.model.mamba.d_state = 4
+  c.batch_size = 16
+  c.num_train_steps = 3
+  c.eval.num_images = 2
+  return c
+
+
+def make_task(data_dir, **kwargs):
+  task = tradeoff.Task(tiny(data_dir, **kwargs), parallel.make_mesh())
+  return task, task.init_state(jax.random.key(0))
+
+
+def _losses_of(task, params, batch):
+  _, reconstructions, logits = jax.jit(task.apply)(params, batch["image"])
+  return (jnp.mean(reconstruction_error(reconstructions, batch["image"])),
+          jnp.mean(cross_entropy(logits, batch["label"])))
+
+
+def _grad(task, params, batch, part, weights):
+  """d(weights[0] * MSE + weights[1] * CE) / d(params[part]), straight from the losses."""
+  def loss(part_params):
+    mse, ce = _losses_of(task, {**params, part: part_params}, batch)
+    return weights[0] * mse + weights[1] * ce
+  return jax.jit(jax.grad(loss))(params[part])
+
+
+def _loss_grads(task, params, batch):
+  """(dMSE / dparams, dCE / dparams), every part, straight from the losses."""
+  def both(params):
+    return tuple(jax.grad(lambda p, i=i: _losses_of(task, p, batch)[i])(params) for i in (0, 1))
+  return jax.jit(both)(params)
+
+
+def _assert_trees(assertion, a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    assertion(np.asarray(x), np.asarray(y))
+
+
+def _moved(before, after):
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(before),
+                                                      jax.tree.leaves(after), strict=True))
+
+
+# The scheme does not depend on the architecture; mamba (slower to compile) checks it once more.
+ARCHITECTURES_CHECKED = ["fc_small", pytest.param("mamba", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES_CHECKED)
+def test_each_part_gets_its_own_gradient_and_optimiser(data_dir, architecture):
+  """Encoder: d(lam MSE + (1 - lam) CE); decoder: dMSE; head: dCE; each through its own Adam."""
+  lam = 0.3
+  task, state = make_task(data_dir, architecture=architecture, lam=lam)
+  params, batch = state["params"], task.batch(0)
+  grads, metrics = jax.jit(task.gradients)(params, batch)
+  close = lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-7)  # noqa: E731
+  _assert_trees(close, grads["encoder"], _grad(task, params, batch, "encoder", (lam, 1 - lam)))
+  g_mse, g_ce = _loss_grads(task, params, batch)
+  _assert_trees(close, grads["decoder"], g_mse["decoder"])
+  _assert_trees(close, grads["head"], g_ce["head"])
+  # The weighting matters: the encoder's gradient is neither loss's alone.
+  assert _moved(grads["encoder"], g_mse["encoder"]) and _moved(grads["encoder"], g_ce["encoder"])
+
+  new_state, step_metrics = jax.jit(task.train_step)(state, batch)
+  def adam_step(part_params, part_grads):  # a fresh optimiser, on this part's gradient alone
+    tx = optimizers.make_optimizer(task.config.optimizer, 3, part_params)
+    updates, _ = tx.update(part_grads, tx.init(part_params), part_params)
+    return optax.apply_updates(part_params, updates)
+
+  for part in PARTS:
+    _assert_trees(close, new_state["params"][part], jax.jit(adam_step)(params[part], grads[part]))
+  assert int(new_state["step"]) == 1
+  for key in ("loss", "mse", "cross_entropy", "accuracy"):
+    np.testing.assert_allclose(step_metrics[key], metrics[key], rtol=1e-6)
+
+
+def _cut(task, params, part):
+  """params with part's `from_latent` kernel zeroed: z no longer reaches that part's output."""
+  module = task.part(part, params[part])
+  module.from_latent.kernel[...] = jnp.zeros_like(module.from_latent.kernel[...])
+  return {**params, part: nnx.split(module, nnx.Param)[1]}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES_CHECKED)
+@pytest.mark.parametrize("lam,cut", [(1.0, "decoder"), (0.0, "head")])
+def test_parameters_that_must_not_move(data_dir, architecture, lam, cut):
+  """At lam = 1 the encoder learns from the MSE alone: with the decoder cut from z, the MSE has
+  no gradient for the encoder, so it must not move, although the CE still has one (the head keeps
+  learning the CE). At lam = 0 the same with the roles swapped: the head cut, the encoder still,
+  the decoder learning the MSE. Adam moves a parameter whose gradient is exactly 0 by exactly 0."""
+  task, state = make_task(data_dir, architecture=architecture, lam=lam)
+  state["params"] = _cut(task, state["params"], cut)
+  batch = task.batch(0)
+  other = "head" if cut == "decoder" else "decoder"
+  # The uncut part's loss does reach the encoder: only the weighting can keep it still.
+  other_loss = (1.0, 0.0) if other == "decoder" else (0.0, 1.0)
+  assert any(np.any(g != 0) for g in jax.tree.leaves(
+      _grad(task, state["params"], batch, "encoder", other_loss)))
+  new_state, _ = jax.jit(task.train_step)(state, batch)
+  _assert_trees(np.testing.assert_array_equal, new_state["params"]["encoder"],
+                state["params"]["encoder"])
+  assert _moved(state["params"][other], new_state["params"][other])
+  assert _moved(state["params"][cut], new_state["params"][cut])
+
+
+def test_decoder_and_head_updates_do_not_depend_on_lambda(data_dir):
+  new = {}
+  for lam in (0.2, 0.8):
+    task, state = make_task(data_dir, lam=lam)
+    new[lam] = jax.jit(task.train_step)(state, task.batch(0))[0]["params"]
+  for part in ("decoder", "head"):
+    _assert_trees(np.testing.assert_array_equal, new[0.2][part], new[0.8][part])
+  assert _moved(new[0.2]["encoder"], new[0.8]["encoder"])
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0, 0.3])
+def test_loss_weighting(data_dir, lam):
+  task, state = make_task(data_dir, lam=lam)
+  batch = task.batch(1)
+  grads, metrics = jax.jit(task.gradients)(state["params"], batch)
+  mse, ce = _losses_of(task, state["params"], batch)
+  np.testing.assert_allclose(metrics["mse"], mse, rtol=1e-6)
+  np.testing.assert_allclose(metrics["cross_entropy"], ce, rtol=1e-6)
+  expected = {0.0: ce, 1.0: mse}.get(lam, lam * mse + (1 - lam) * ce)
+  np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-6)
+  if lam in (0.0, 1.0):  # the encoder follows one loss alone
+    pure = _grad(task, state["params"], batch, "encoder", (lam, 1.0 - lam))
+    _assert_trees(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-7),
+                  grads["encoder"], pure)
+
+
+def test_batch_is_the_global_slice_of_the_seeded_stream(data_dir):
+  task, _ = make_task(data_dir)
+  source = data.image_source("digits", "train", data_dir=data_dir, image_size=8)
+  expected = next(data.batches(source, 16, task.config.seed, start_step=5))
+  for _ in range(2):  # also when asked again, out of order
+    batch = task.batch(5)
+    assert set(batch) == {"image", "label"}
+    assert batch["image"].shape == (16, 8, 8) and batch["label"].dtype == jnp.int32
+    np.testing.assert_array_equal(batch["image"], expected["image"])
+    np.testing.assert_array_equal(batch["label"], expected["label"])
+
+
+def test_bad_configs_name_the_field(data_dir):
+  mesh = parallel.make_mesh()
+  for lam in (-0.1, 1.5):
+    config = tiny(data_dir)
+    config.lam = lam
+    with pytest.raises(ValueError, match=r"config\.lam = "):
+      tradeoff.Task(config, mesh)
+  for lam in ("0.5", True, None):
+    with pytest.raises(ValueError, match=r"config\.lam = "):
+      tradeoff.check_lam(lam)
+  assert tradeoff.check_lam(1) == 1.0
+  config = tiny(data_dir)
+  config.data.train_examples = 60_000
+  with pytest.raises(ValueError, match=r"config\.data\.train_examples = 60000.*holds 1437"):
+    tradeoff.Task(config, mesh)
+
+
+def test_missing_tfds_data_set_fails_fast_with_instructions(tmp_path):
+  config = tiny(str(tmp_path))
+  config.data.name = "mnist"
+  with pytest.raises(FileNotFoundError, match="tfds build mnist --file_format=array_record"):
+    tradeoff.Task(config, parallel.make_mesh())
+
+
+def test_epochs_set_the_steps():
+  c = tradeoff_digits.get_config()
+  assert c.num_train_steps == -(-20 * 1437 // 32) == 899
+  c.batch_size = 512
+  c.num_epochs = 10
+  assert c.num_train_steps == 29
+  from experiments.configs import tradeoff_mnist
+  paper = tradeoff_mnist.get_config()
+  assert (paper.batch_size, paper.num_epochs, paper.num_train_steps) == (512, 10, 1172)
+  assert paper.optimizer.name == "adam" and paper.optimizer.learning_rate == 1e-3
+  assert paper.sweep.architectures.split(",") == list(ARCHITECTURES)
+  for config in (c, paper):
+    lams = {float(x) for x in config.sweep.lams.split(",")}
+    assert lams >= {0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1}
+
+
+def test_evaluation_covers_the_test_split_once(data_dir, tmp_path):
+  task, state = make_task(data_dir, architecture="cnn")
+  task.evaluate(state, str(tmp_path))
+  with open(tmp_path / "eval" / tradeoff_report.METRICS_JSON) as f:
+    row = json.load(f)
+  source = data.image_source("digits", "test", data_dir=data_dir, image_size=8)
+  images = np.stack([source[i]["image"] for i in range(len(source))])
+  labels = np.array([source[i]["label"] for i in range(len(source))])
+  _, reconstructions, logits = jax.jit(task.apply)(state["params"], jnp.asarray(images))
+  assert row["n_test"] == 360 and row["steps"] == 0  # 360 is no multiple of the batch (128)
+  assert (row["architecture"], row["latent_dim"], row["lam"]) == ("cnn", 3, 0.3)
+  np.testing.assert_allclose(row["accuracy"], np.mean(np.argmax(logits, -1) == labels))
+  np.testing.assert_allclose(row["mse"], np.mean((np.asarray(reconstructions) - images) ** 2),
+                             rtol=1e-5)
+  np.testing.assert_allclose(row["cross_entropy"],
+                             np.mean(cross_entropy(logits, jnp.asarray(labels))), rtol=1e-5)
+  with np.load(tmp_path / "eval" / tradeoff_report.RECONSTRUCTIONS_NPZ) as saved:
+    np.testing.assert_array_equal(saved["images"], images[:2])
+    np.testing.assert_allclose(saved["reconstructions"], reconstructions[:2], rtol=1e-5,
+                               atol=1e-6)
+  assert (tmp_path / "eval" / tradeoff_report.RECONSTRUCTIONS_PNG).exists()
+
+
+@pytest.mark.slow
+def test_eight_devices_follow_one(data_dir, tmp_path):
+  config = os.path.join(ROOT, "experiments", "configs", "tradeoff_digits.py")
+  overrides = [f"--config.data.data_dir={data_dir}", "--config.model.architecture=mamba",
+               "--config.model.latent_dim=4", "--config.model.mamba.d_model=8",
+               "--config.num_train_steps=4", "--config.log_every_steps=1", "--config.lam=0.5"]
+  losses, rows = {}, {}
+  for devices in (1, 8):
+    workdir = str(tmp_path / str(devices))
+    run_main(config, workdir, overrides, devices)
+    losses[devices] = _losses(workdir)
+    with open(os.path.join(workdir, "eval", tradeoff_report.METRICS_JSON)) as f:
+      rows[devices] = json.load(f)
+  assert len(losses[1]) == 4
+  np.testing.assert_allclose(losses[8], losses[1], rtol=1e-5, atol=1e-6)
+  for key in ("accuracy", "mse", "cross_entropy"):
+    np.testing.assert_allclose(rows[8][key], rows[1][key], rtol=1e-4)
