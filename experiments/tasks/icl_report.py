@@ -25,6 +25,7 @@ from experiments import data, parallel
 from experiments.data import icl_tasks
 from experiments.models.bootstrap import bootstrap_band
 from experiments.models.icl_estimators import get_estimator
+from mamba_jax import count_parameters
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -200,8 +201,10 @@ def plot_probing(rows, path):
   plt.close(fig)
 
 
-def summary_rows(rows, training_points):
-  """The error at the training horizon and at the longest evaluated length, per task and model."""
+def summary_rows(rows, training_points, parameters=None):
+  """The error at the training horizon and at the longest evaluated length, per task and model;
+  parameters: {trained model: parameter count} (baselines get ""), for a fair comparison."""
+  parameters = parameters or {}
   out = []
   for task_name in dict.fromkeys(r["task"] for r in rows):
     for model in dict.fromkeys(r["model"] for r in rows if r["task"] == task_name):
@@ -211,15 +214,16 @@ def summary_rows(rows, training_points):
                   "error_at_horizon": horizon["error"], "lo_at_horizon": horizon["lo"],
                   "hi_at_horizon": horizon["hi"], "longest": max(curve),
                   "error_at_longest": longest["error"], "lo_at_longest": longest["lo"],
-                  "hi_at_longest": longest["hi"], "prompts": horizon["prompts"]})
+                  "hi_at_longest": longest["hi"], "prompts": horizon["prompts"],
+                  "parameters": parameters.get(model, "")})
   return out
 
 
 def summary_markdown(summary):
-  lines = ["| task | model | error at horizon (n) | error at longest (n) | prompts |",
-           "|---|---|---|---|---|"]
+  lines = ["| task | model | parameters | error at horizon (n) | error at longest (n) | prompts |",
+           "|---|---|---|---|---|---|"]
   for r in summary:
-    lines.append(f"| {r['task']} | {r['model']} | {r['error_at_horizon']:.3f} "
+    lines.append(f"| {r['task']} | {r['model']} | {r['parameters']} | {r['error_at_horizon']:.3f} "
                  f"[{r['lo_at_horizon']:.3f}, {r['hi_at_horizon']:.3f}] ({r['horizon']}) | "
                  f"{r['error_at_longest']:.3f} [{r['lo_at_longest']:.3f}, "
                  f"{r['hi_at_longest']:.3f}] ({r['longest']}) | {r['prompts']} |")
@@ -262,7 +266,8 @@ def write(task, state, out_dir):
     for task_name in _names(evaluation.tasks):
       plot_curves(rows, task_name, task.training_points, task.names,
                   os.path.join(out_dir, f"icl_{task_name}.png"))
-    summary = summary_rows(rows, task.training_points)
+    parameters = {name: count_parameters(task.model(state, name)) for name in task.names}
+    summary = summary_rows(rows, task.training_points, parameters)
     write_csv(os.path.join(out_dir, SUMMARY_CSV), summary)
     with open(os.path.join(out_dir, SUMMARY_MD), "w") as f:
       f.write(summary_markdown(summary))

@@ -30,11 +30,12 @@ def test_summary_reads_the_training_horizon_and_the_longest_length():
   for model, base in (("mamba", 0.0), ("averaging", 1.0)):
     rows += [{"task": "t", "model": model, "n_points": i, "error": base + i, "lo": base + i - 0.1,
               "hi": base + i + 0.1, "prompts": 4} for i in range(8)]
-  summary = icl_report.summary_rows(rows, training_points=4)
-  assert [(s["model"], s["horizon"], s["error_at_horizon"], s["longest"], s["error_at_longest"])
-          for s in summary] == [("mamba", 3, 3.0, 7, 7.0), ("averaging", 3, 4.0, 7, 8.0)]
+  summary = icl_report.summary_rows(rows, training_points=4, parameters={"mamba": 123})
+  assert [(s["model"], s["horizon"], s["error_at_horizon"], s["longest"], s["error_at_longest"],
+           s["parameters"]) for s in summary] == [("mamba", 3, 3.0, 7, 7.0, 123),
+                                                  ("averaging", 3, 4.0, 7, 8.0, "")]
   table = icl_report.summary_markdown(summary)
-  assert "| t | mamba | 3.000 [2.900, 3.100] (3) | 7.000 [6.900, 7.100] (7) | 4 |" in table
+  assert "| t | mamba | 123 | 3.000 [2.900, 3.100] (3) | 7.000 [6.900, 7.100] (7) | 4 |" in table
 
 
 def test_probes_score_zero_for_the_true_function_and_one_for_zero():
