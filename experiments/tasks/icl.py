@@ -70,7 +70,7 @@ class Task(SideBySide):
   def prompts(self, key, task_name, n_points, first, global_batch, d_active=None):
     """Examples first .. first + global_batch - 1 of a stream, generated sharded on the devices:
     dict of xs (batch, n_points, d), ys (batch, n_points) and the drawn "function"."""
-    local = data.icl_tasks.example_indices(0, global_batch, jax.process_index(),
+    local = icl_tasks.example_indices(0, global_batch, jax.process_index(),
                                            jax.process_count()) + first
     index = parallel.global_batch({"index": local.astype(np.uint32)}, self.mesh)["index"]
     return data.icl_batch(key, task_name, n_points, example_index=index, d=self.d,
