@@ -1,6 +1,7 @@
 """The Mamba mixer (mamba_ssm's `Mamba` module) and its pre-norm residual wrapper.
 
-Parameter shapes and initialisation follow mamba_ssm (DESIGN.md section 3), with Flax layouts:
+Parameter shapes and initialisation follow mamba_ssm (docs/design.md, the block and its
+initialisation), with Flax layouts:
 Linear kernels are (in, out), the conv weight is (d_inner, d_conv). One deliberate naming change:
 dt_proj has no bias of its own; its bias is the float32 parameter `dt_bias` (as in mamba_ssm's
 Mamba2), so that it stays float32 under any param_dtype and is easy to exclude from weight decay.
@@ -13,9 +14,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from kernels.selective_scan import selective_scan
-from mamba_jax.discretization import (Discretization, resolve_sequence_length,
-                                      valid_after_left_pad)
+from kernels.selective_scan import make_options, selective_scan, selective_scan_step
+from mamba_jax.discretization import (
+  Discretization,
+  resolve_sequence_length,
+  valid_after_left_pad,
+)
 from mamba_jax.layers import CausalConv1d, RMSNorm, torch_linear, uniform_init
 
 
@@ -31,6 +35,26 @@ def init_dt_bias(key, config):
   dt = jnp.exp(jax.random.uniform(key, (config.d_inner,), jnp.float32, log_min, log_max))
   dt = jnp.maximum(dt, config.dt_init_floor)
   return dt + jnp.log(-jnp.expm1(-dt))
+
+
+def scan_options(config):
+  """The selective-scan op's options object from MambaConfig's scan_* fields (None: defaults).
+
+  Fields left at their defaults are not passed; a field the chosen implementation has no option
+  for (a chunk size for "reference" or "auto", interpret for "xla") raises here, when the block
+  is built, rather than being ignored.
+  """
+  fields = {}
+  if config.scan_chunk_size is not None:
+    fields["chunk_size"] = config.scan_chunk_size
+  if config.scan_interpret:
+    fields["interpret"] = True
+  try:
+    return make_options(config.scan_implementation, **fields)
+  except ValueError as error:
+    raise ValueError(f"MambaConfig scan_implementation={config.scan_implementation!r} with "
+                     f"scan_chunk_size={config.scan_chunk_size!r}, scan_interpret="
+                     f"{config.scan_interpret!r}: {error}") from None
 
 
 def init_A_log(config):
@@ -59,8 +83,11 @@ class MambaBlock(nnx.Module):
     self.discretization = Discretization(c)
     out_scale = 1.0 / math.sqrt(c.n_layers) if c.rescale_prenorm_residual else 1.0
     self.out_proj = torch_linear(d_inner, c.d_model, use_bias=c.bias, scale=out_scale, **dense)
+    scan_options(c)  # a scan setting the implementation has no option for fails here
 
-  def __call__(self, hidden, lengths=None, sequence_length=None, left_pad=None):
+  def __call__(self, hidden: jax.Array, lengths: jax.Array | None = None,
+               sequence_length: jax.Array | float | None = None,
+               left_pad: jax.Array | None = None) -> jax.Array:
     """hidden (batch, length, d_model) -> (batch, length, d_model) in the compute dtype.
 
     lengths: optional (batch,) valid lengths (steps past them leave the state alone and output 0
@@ -73,9 +100,11 @@ class MambaBlock(nnx.Module):
     """
     return self.forward(hidden, lengths, sequence_length, left_pad=left_pad)[0]
 
-  def forward(self, hidden, lengths=None, sequence_length=None, return_cache=False,
-              left_pad=None):
-    """As __call__; with return_cache also the LayerCache after each example's last valid step."""
+  def forward(self, hidden: jax.Array, lengths: jax.Array | None = None,
+              sequence_length: jax.Array | float | None = None, return_cache: bool = False,
+              left_pad: jax.Array | None = None) -> tuple[jax.Array, LayerCache | None]:
+    """As __call__, returning (output (batch, length, d_model), cache); the cache is the
+    LayerCache after each example's last valid step with return_cache, else None."""
     c = self.config
     if self.discretization.adaptive:
       sequence_length = resolve_sequence_length(sequence_length, lengths, *hidden.shape[:2],
@@ -86,25 +115,29 @@ class MambaBlock(nnx.Module):
       x = jnp.where(valid[..., None], x, 0)
     u = jax.nn.silu(self.conv1d(x))
     dt, B, C = self._project_dt_B_C(u)
-    out = selective_scan(
-        u, A=self._A(), B=B, C=C, D=self.D[...], z=z, lengths=lengths,
-        **self.discretization.scan_arguments(dt, self.dt_bias[...], sequence_length, valid),
-        return_final_state=return_cache, implementation=c.scan_implementation,
-        interpret=c.scan_interpret, chunk_size=c.scan_chunk_size)
+    step = self.discretization.scan_arguments(dt, self.dt_bias[...], sequence_length, valid)
+    # Every implementation computes the final state anyway; unused, XLA drops it.
+    y, ssm_state = selective_scan(
+        u, step["delta"], self._A(), B, C, D=self.D[...], z=z, delta_bias=step["delta_bias"],
+        delta_softplus=step["delta_softplus"], lengths=lengths, return_final_state=True,
+        implementation=c.scan_implementation, options=scan_options(c))
     if not return_cache:
-      return self.out_proj(out), None
-    y, ssm_state = out
+      return self.out_proj(y), None
     return self.out_proj(y), LayerCache(_last_inputs(x, lengths, c.d_conv), ssm_state)
 
-  def init_cache(self, batch):
+  def init_cache(self, batch: int) -> LayerCache:
+    """Zero conv inputs (batch, d_inner, d_conv) and zero SSM state (batch, d_inner, d_state)."""
     c = self.config
     return LayerCache(jnp.zeros((batch, c.d_inner, c.d_conv), c.dtype),
                       jnp.zeros((batch, c.d_inner, c.d_state), jnp.float32))
 
-  def step(self, hidden, cache, sequence_length=None):
+  def step(self, hidden: jax.Array, cache: LayerCache,
+           sequence_length: jax.Array | None = None) -> tuple[jax.Array, LayerCache]:
     """One token: hidden (batch, d_model), cache LayerCache -> (output (batch, d_model), cache).
 
-    The recurrence of the scan op written out for a single step, in float32 like the op.
+    sequence_length: optional (batch,) L of the length-adaptive step (required by it). The SSM
+    update is the op's single step (`selective_scan_step`), with the step size formed by the
+    discretisation as in the forward.
     """
     c = self.config
     x, z = jnp.split(self.in_proj(hidden.astype(c.dtype)), 2, axis=-1)
@@ -112,11 +145,8 @@ class MambaBlock(nnx.Module):
     u = jax.nn.silu(x)
     dt, B, C = self._project_dt_B_C(u)
     delta = self.discretization.step_size(dt, self.dt_bias[...], sequence_length)  # (batch, d)
-    u32 = u.astype(jnp.float32)
-    decay = jnp.exp(delta[:, :, None] * self._A()[None])
-    ssm_state = decay * cache.ssm_state + (delta * u32)[:, :, None] * B.astype(jnp.float32)[:, None]
-    y = jnp.einsum("bdn,bn->bd", ssm_state, C.astype(jnp.float32)) + self.D[...] * u32
-    y = (y * jax.nn.silu(z.astype(jnp.float32))).astype(c.dtype)
+    y, ssm_state = selective_scan_step(cache.ssm_state, u, delta, self._A(), B, C, D=self.D[...],
+                                       z=z)
     return self.out_proj(y), LayerCache(conv_state, ssm_state)
 
   def _A(self):
@@ -149,17 +179,25 @@ class ResidualBlock(nnx.Module):
                         param_dtype=config.param_dtype)
     self.mixer = MambaBlock(config, rngs=rngs)
 
-  def __call__(self, residual, lengths=None, sequence_length=None, left_pad=None):
+  def __call__(self, residual: jax.Array, lengths: jax.Array | None = None,
+               sequence_length: jax.Array | float | None = None,
+               left_pad: jax.Array | None = None) -> jax.Array:
+    """residual (batch, length, d_model) -> (batch, length, d_model) in residual_dtype; the
+    other arguments as MambaBlock's."""
     return self.forward(residual, lengths, sequence_length, left_pad=left_pad)[0]
 
-  def forward(self, residual, lengths=None, sequence_length=None, return_cache=False,
-              left_pad=None):
+  def forward(self, residual: jax.Array, lengths: jax.Array | None = None,
+              sequence_length: jax.Array | float | None = None, return_cache: bool = False,
+              left_pad: jax.Array | None = None) -> tuple[jax.Array, LayerCache | None]:
+    """As __call__, with the mixer's LayerCache (or None) as MambaBlock.forward."""
     residual = residual.astype(self.residual_dtype)
     out, cache = self.mixer.forward(self.norm(residual), lengths, sequence_length, return_cache,
                                     left_pad)
     return residual + out.astype(self.residual_dtype), cache
 
-  def step(self, residual, cache, sequence_length=None):
+  def step(self, residual: jax.Array, cache: LayerCache,
+           sequence_length: jax.Array | None = None) -> tuple[jax.Array, LayerCache]:
+    """One token: residual (batch, d_model) -> (residual (batch, d_model), cache)."""
     residual = residual.astype(self.residual_dtype)
     out, cache = self.mixer.step(self.norm(residual), cache, sequence_length)
     return residual + out.astype(self.residual_dtype), cache

@@ -1,4 +1,5 @@
-"""How the SSM step size delta_t is formed: "fixed" (Mamba) or "length_adaptive" (DESIGN.md 4).
+"""How the SSM step size delta_t is formed: "fixed" (Mamba) or "length_adaptive" (docs/design.md,
+the discretisations).
 
 fixed:            delta_t = softplus(dt_proj(x_t) + bias)
 length_adaptive:  delta_t = softplus(dt_proj(x_t) + bias) * (L / L_ref) ** (-alpha)
@@ -9,10 +10,13 @@ itself (as mamba_ssm does); the length-adaptive path must scale after softplus, 
 op's own softplus here and calls the op with delta_softplus=False.
 """
 
+from typing import TypedDict
+
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from kernels.selective_scan.elementwise import softplus
+from kernels.selective_scan import softplus
 
 
 def resolve_sequence_length(sequence_length, lengths, batch, padded_length, left_pad=None):
@@ -25,6 +29,13 @@ def resolve_sequence_length(sequence_length, lengths, batch, padded_length, left
   return jnp.broadcast_to(jnp.asarray(sequence_length, jnp.float32), (batch,))
 
 
+class ScanStepArguments(TypedDict):
+  """The step-size arguments of `selective_scan`."""
+  delta: jax.Array  # (batch, length, d_inner)
+  delta_bias: jax.Array | None  # (d_inner,)
+  delta_softplus: bool
+
+
 class Discretization(nnx.Module):
   """Turns the projected dt into the scan op's step arguments; owns alpha when length-adaptive."""
 
@@ -35,10 +46,12 @@ class Discretization(nnx.Module):
 
   def length_scale(self, sequence_length):
     """(L / L_ref) ** (-alpha): (batch, d_inner) float32. L below 1 counts as 1 (empty inputs)."""
+    if self.alpha is None:
+      raise ValueError("only the length_adaptive discretization scales the step by the length")
     ratio = jnp.maximum(sequence_length.astype(jnp.float32), 1.0) / self.length_ref
     return jnp.exp(-self.alpha[...][None, :] * jnp.log(ratio)[:, None])
 
-  def scan_arguments(self, dt, dt_bias, sequence_length=None, valid=None):
+  def scan_arguments(self, dt, dt_bias, sequence_length=None, valid=None) -> ScanStepArguments:
     """Arguments delta, delta_bias, delta_softplus of `selective_scan` for dt (batch, length, d).
 
     valid: optional (batch, length) bool; the step is 0 where False (left padding), so those
@@ -46,11 +59,11 @@ class Discretization(nnx.Module):
     """
     if valid is not None:
       delta = self.step_size(dt, dt_bias, sequence_length) * valid[..., None]
-      return dict(delta=delta, delta_bias=None, delta_softplus=False)
+      return ScanStepArguments(delta=delta, delta_bias=None, delta_softplus=False)
     if not self.adaptive:
-      return dict(delta=dt, delta_bias=dt_bias, delta_softplus=True)
-    return dict(delta=self.step_size(dt, dt_bias, sequence_length), delta_bias=None,
-                delta_softplus=False)
+      return ScanStepArguments(delta=dt, delta_bias=dt_bias, delta_softplus=True)
+    return ScanStepArguments(delta=self.step_size(dt, dt_bias, sequence_length), delta_bias=None,
+                             delta_softplus=False)
 
   def step_size(self, dt, dt_bias, sequence_length=None):
     """delta itself, float32, for dt of shape (batch, ..., d_inner)."""

@@ -1,7 +1,23 @@
-"""The selective-scan op (mamba_ssm's `selective_scan_fn`, channels-last) and its implementations."""
+"""The selective-scan op (mamba_ssm's `selective_scan_fn`, channels-last) and its implementations.
 
-from kernels.selective_scan.api import Implementation, resolve_implementation, selective_scan
+Public API: `selective_scan` (the whole sequence; implementation "auto", "reference", "xla" or
+"pallas", each with its options object), `selective_scan_step` (one step, for decode),
+`softplus` (the op's step-size softplus, for callers that form the step themselves) and the
+reference implementation. Where `auto` trusts a fast path: `api.AUTO_TABLE`. Everything else
+in this package is an implementation detail.
+"""
+
+from kernels.selective_scan.api import (
+  IMPLEMENTATIONS,
+  make_options,
+  resolve_implementation,
+  selective_scan,
+)
+from kernels.selective_scan.elementwise import softplus
+from kernels.selective_scan.options import PallasOptions, XlaOptions
 from kernels.selective_scan.reference import selective_scan_reference
+from kernels.selective_scan.step import selective_scan_step
 
-__all__ = ["Implementation", "resolve_implementation", "selective_scan",
-           "selective_scan_reference"]
+__all__ = ["IMPLEMENTATIONS", "PallasOptions", "XlaOptions", "make_options",
+           "resolve_implementation", "selective_scan", "selective_scan_reference",
+           "selective_scan_step", "softplus"]

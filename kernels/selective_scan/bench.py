@@ -22,6 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from kernels.selective_scan import api
+from kernels.selective_scan.options import PallasOptions, XlaOptions
 
 PRESETS = {
     # (batch, length, d_inner, d_state): a Mamba-130M layer, the image-reconstruction study's
@@ -47,14 +48,17 @@ def available_implementations(platform):
   return names
 
 
-def _options(name, chunk_size):
+def variant(name, chunk_size=None, interpret=False):
+  """(implementation, options) of a variant name: reference, xla (default strategy),
+  xla-<strategy>, or pallas (in interpret mode when interpret)."""
   chunk = chunk_size or None
   if name == "reference":
-    return dict(implementation="reference")
-  if name.startswith("xla"):
-    strategy = name.partition("-")[2] or None
-    return dict(implementation="xla", xla_strategy=strategy, chunk_size=chunk)
-  return dict(implementation="pallas", chunk_size=chunk)
+    return "reference", None
+  if name == "xla" or name.startswith("xla-"):
+    return "xla", XlaOptions(chunk_size=chunk, strategy=name.partition("-")[2] or None)
+  if name == "pallas":
+    return "pallas", PallasOptions(chunk_size=chunk, interpret=interpret)
+  raise ValueError(f"unknown variant {name!r}; expected reference, xla, xla-<strategy> or pallas")
 
 
 def make_inputs(shape, dtype, seed=0):
@@ -83,6 +87,11 @@ def _median_seconds(fn, args, repeats):
   return statistics.median(times)
 
 
+def parse_shape(text):
+  """"8x2048x1536x16" -> (8, 2048, 1536, 16): batch, length, d_inner, d_state."""
+  return tuple(int(x) for x in text.split("x"))
+
+
 def copy_bandwidth(repeats=5, n_bytes=1 << 28):
   """Measured device-to-device copy rate (bytes read + written per second): the bound."""
   x = jnp.zeros((n_bytes // 4,), jnp.float32)
@@ -97,14 +106,17 @@ def _memory(compiled):
   return temp, stats.get("peak_bytes_in_use")
 
 
-def measure(name, shape, dtype, repeats, chunk_size, bound):
-  """Rows for one implementation, shape and dtype: forward and forward+backward."""
+def measure(name, implementation, options, shape, dtype, repeats, bound=None):
+  """Rows for one implementation (labelled name), shape and dtype: forward and forward+backward.
+
+  bound: the copy bandwidth in bytes/s to compare with (of_bound is None without it).
+  """
   inputs = make_inputs(shape, dtype)
-  options = _options(name, chunk_size)
   diff_names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
   def forward(*values):
-    return api.selective_scan(**dict(zip(diff_names, values)), delta_softplus=True, **options)
+    return api.selective_scan(**dict(zip(diff_names, values)), delta_softplus=True,
+                              implementation=implementation, options=options)
 
   values = tuple(inputs[k] for k in diff_names)
   cotangent = jax.random.normal(jax.random.PRNGKey(1), inputs["u"].shape).astype(dtype)
@@ -124,7 +136,8 @@ def measure(name, shape, dtype, repeats, chunk_size, bound):
     temp, peak = _memory(compiled)
     rate = minimal / seconds
     rows.append(dict(impl=name, shape="x".join(map(str, shape)), dtype=jnp.dtype(dtype).name,
-                     mode=mode, ms=seconds * 1e3, gbps=rate / 1e9, of_bound=rate / bound,
+                     mode=mode, ms=seconds * 1e3, gbps=rate / 1e9,
+                     of_bound=None if bound is None else rate / bound,
                      temp_mib=None if temp is None else temp / 2**20,
                      peak_mib=None if peak is None else peak / 2**20))
   return rows
@@ -149,7 +162,7 @@ def main(argv):
   del argv
   platform = jax.default_backend()
   names = _FLAGS.implementations or available_implementations(platform)
-  shapes = [tuple(int(x) for x in s.split("x")) for s in (_FLAGS.shapes or PRESETS[_FLAGS.preset])]
+  shapes = [parse_shape(s) for s in (_FLAGS.shapes or PRESETS[_FLAGS.preset])]
   bound = copy_bandwidth()
   device = jax.devices()[0]
   print(f"# selective_scan benchmark: {time.strftime('%Y-%m-%d')}, JAX {jax.__version__}, "
@@ -159,8 +172,8 @@ def main(argv):
   for shape in shapes:
     for dtype in _FLAGS.dtypes:
       for name in names:
-        for row in measure(name, shape, jnp.dtype(dtype), _FLAGS.repeats, _FLAGS.chunk_size,
-                           bound):
+        for row in measure(name, *variant(name, _FLAGS.chunk_size), shape, jnp.dtype(dtype),
+                           _FLAGS.repeats, bound):
           print(format_row(row), flush=True)
 
 

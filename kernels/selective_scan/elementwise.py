@@ -11,8 +11,14 @@ import jax.numpy as jnp
 SOFTPLUS_THRESHOLD = 20.0
 
 
-def softplus(x):
-  return jnp.where(x <= SOFTPLUS_THRESHOLD, jnp.log1p(jnp.exp(jnp.minimum(x, SOFTPLUS_THRESHOLD))), x)
+def softplus(x: jax.Array) -> jax.Array:
+  """mamba_ssm's softplus: log(1 + exp(x)), and x itself above SOFTPLUS_THRESHOLD.
+
+  The op applies it to delta + delta_bias when delta_softplus; callers that form the step
+  themselves (a scaled step, say) use this one so that their step matches the op's.
+  """
+  safe = jnp.minimum(x, SOFTPLUS_THRESHOLD)
+  return jnp.where(x <= SOFTPLUS_THRESHOLD, jnp.log1p(jnp.exp(safe)), x)
 
 
 def softplus_grad(x):
@@ -34,7 +40,8 @@ def compute_dtype(*arrays):
 
 
 def step_size(delta, delta_bias, delta_softplus, lengths, dtype=jnp.float32):
-  """Step dt (batch, length, d_inner) in dtype; zero at masked steps, so they leave h unchanged."""
+  """Step dt in dtype, the shape of delta: (batch, length, d_inner), or any shape when lengths is
+  None (one step: (batch, d_inner)). Zero at masked steps, so they leave h unchanged."""
   dt = delta.astype(dtype)
   if delta_bias is not None:
     dt = dt + delta_bias.astype(dtype)
@@ -46,7 +53,7 @@ def step_size(delta, delta_bias, delta_softplus, lengths, dtype=jnp.float32):
 
 
 def finish_output(y, u, D, z, lengths):
-  """y + D*u, gated by silu(z), zero at masked steps; in y's (compute) dtype."""
+  """y + D*u, gated by silu(z), zero at masked steps (lengths None: any shape); in y's dtype."""
   if D is not None:
     y = y + D.astype(y.dtype) * u.astype(y.dtype)
   if z is not None:

@@ -1,7 +1,7 @@
 """Readable selective scan: `lax.scan` over time. The ground truth for every test.
 
-Computes in float32 for inputs up to float32 (DESIGN.md section 2) and in float64 for float64
-inputs, so that it can itself be checked against finite differences.
+Computes in float32 for inputs up to float32 (docs/design.md, the op's semantics) and in float64
+for float64 inputs, so that it can itself be checked against finite differences.
 
 Takes the normalised arguments of `api.selective_scan` (B and C grouped as
 (batch, length, groups, d_state), every optional argument possibly None) and is differentiated

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from kernels.selective_scan import PallasOptions, XlaOptions
+from mamba_jax.block import MambaBlock, ResidualBlock, scan_options
 from tests.mamba_jax.helpers import assert_close, tiny_config
-from mamba_jax.block import MambaBlock, ResidualBlock
 
 
 def _np(variable):
@@ -117,8 +118,9 @@ def test_residual_block_keeps_float32_residual():
   assert low(residual).dtype == jnp.bfloat16
 
 
+# Pallas chunks of 8: the TPU kernel's chunks are multiples of 8 (sublane tiling).
 SCAN_OPTIONS = {"reference": {}, "xla": dict(scan_chunk_size=4),
-                "pallas": dict(scan_interpret=True, scan_chunk_size=4)}
+                "pallas": dict(scan_interpret=True, scan_chunk_size=8)}
 
 
 @pytest.mark.parametrize("implementation", ["xla", "pallas"])
@@ -151,3 +153,24 @@ def test_scan_implementations_interchangeable(implementation):
     assert_close(inputs, input_ref)
     jax.tree.map(assert_close, params, params_ref)
     assert np.abs(np.asarray(params_ref["A_log"])).max() > 0  # gradients reach the SSM
+
+
+@pytest.mark.parametrize("fields,expected", [
+    (dict(scan_implementation="auto"), None),
+    (dict(scan_implementation="reference"), None),
+    (dict(scan_implementation="xla", scan_chunk_size=4), XlaOptions(chunk_size=4)),
+    (dict(scan_implementation="pallas", scan_interpret=True, scan_chunk_size=8),
+     PallasOptions(chunk_size=8, interpret=True)),
+])
+def test_config_scan_fields_become_the_op_options(fields, expected):
+  assert scan_options(tiny_config(**fields)) == expected
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(scan_implementation="auto", scan_chunk_size=4), "need a named implementation"),
+    (dict(scan_implementation="reference", scan_chunk_size=4), "'reference' takes no options"),
+    (dict(scan_implementation="xla", scan_interpret=True), "has no option 'interpret'"),
+])
+def test_scan_fields_the_implementation_lacks_fail_when_the_block_is_built(fields, message):
+  with pytest.raises(ValueError, match=f"MambaConfig scan_implementation=.*{message}"):
+    MambaBlock(tiny_config(**fields), rngs=nnx.Rngs(0))

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tests.mamba_jax.helpers import assert_close, tiny_config
-from kernels.selective_scan.elementwise import softplus
+from kernels.selective_scan import softplus
 from mamba_jax.discretization import Discretization, resolve_sequence_length
 from mamba_jax.models import MambaModel
+from tests.mamba_jax.helpers import assert_close, tiny_config
 
 
 def _adaptive(**overrides):

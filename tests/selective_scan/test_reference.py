@@ -2,9 +2,9 @@
 
 import jax
 import jax.numpy as jnp
-from jax import test_util as jtu
 import numpy as np
 import pytest
+from jax import test_util as jtu
 
 from kernels.selective_scan import selective_scan
 from tests.selective_scan.cases import Case

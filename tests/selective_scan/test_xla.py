@@ -4,14 +4,14 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from kernels.selective_scan import xla
+from kernels.selective_scan import XlaOptions, xla
 from tests.selective_scan.cases import CASES, Case, assert_matches_reference
 
 
 @pytest.mark.parametrize("strategy", xla.STRATEGIES)
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_reference(name, strategy):
-  assert_matches_reference(CASES[name], "xla", chunk_size=8, xla_strategy=strategy)
+  assert_matches_reference(CASES[name], "xla", XlaOptions(chunk_size=8, strategy=strategy))
 
 
 @pytest.mark.parametrize("shape", [(8, 2048, 1536, 16), (64, 2049, 32, 8), (1, 65536, 512, 16)])
@@ -46,5 +46,5 @@ def test_backward_does_not_store_per_step_states():
 
 def test_unknown_strategy_is_refused():
   case = CASES["minimal_d_state_1"]
-  with pytest.raises(ValueError, match="xla_strategy"):
+  with pytest.raises(ValueError, match="strategy='parallel'"):
     xla.selective_scan_xla(**case.arrays(), strategy="parallel")

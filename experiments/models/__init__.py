@@ -1,1 +1,0 @@
-"""Study-specific models built from mamba_jax's backbones."""
