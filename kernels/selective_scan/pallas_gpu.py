@@ -1,32 +1,117 @@
-"""Pallas GPU launch of the selective-scan kernels (Triton lowering).
+"""Pallas GPU launch of the selective-scan kernels (Triton lowering): launch settings per shape,
+the backward's workspace, and when the kernel suits a shape at all.
 
 GPU programs of one grid run concurrently, so there is no sequential grid axis to carry a state
 across: each program owns (one batch element, one block of channels) and loops over the chunks
 itself, the float32 state and adjoint in registers. The forward writes the state at each chunk
 boundary; the backward walks chunks in reverse, recomputing one chunk's states into a
-per-program workspace in global memory (L2-resident at these sizes), then running the adjoint
+per-program workspace in global memory (`workspace_bytes`), then running the adjoint
 recurrence. Partial sums are per program and reduced outside: deterministic, no atomics.
 
-Why Triton and not Mosaic GPU: see BUILD_NOTES.md ("GPU lowering"). Same array layout as
-`pallas_tpu`, except d_state is padded to a power of two (Triton block shapes must be).
+JAX deprecates the Triton backend of Pallas (from 0.11) in favour of Mosaic GPU; this variant
+stays until a Mosaic GPU kernel can be validated on hardware (docs/design.md). `triton_status`
+says whether the installed JAX still has it. Same array layout as `pallas_tpu` except B and C
+arrive transposed, (batch, d_state, length), and d_state is padded to a power of two (Triton
+block shapes must be).
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pltriton
 
-from kernels.selective_scan import pallas_common
+from kernels.selective_scan import pallas_gpu_kernels as kernels
 
-_NUM_WARPS = 4
+try:  # the Triton backend is deprecated and will leave JAX; fail at use, not at import
+  from jax.experimental.pallas import triton as pltriton
+except ImportError:  # pragma: no cover - depends on the installed JAX
+  pltriton = None
+
+# Streaming multiprocessors of the GPUs the settings were chosen for (H100 and H200 SXM: 132).
+SM_COUNT = 132
+# `gpu_kernel_suits`: below this many programs (at the narrowest block) most SMs would idle for
+# the whole sequential scan; half of an H100/H200's SMs.
+MIN_PROGRAMS = SM_COUNT // 2
+# ... unless the sequence is this short, when the sequential depth itself is small.
+SHORT_LENGTH = 1024
+BLOCK_D_CHOICES = (64, 32, 16)
+DEFAULT_CHUNK = 64
 
 
-def default_block_d(d_inner):
-  return min(64, max(16, pl.next_power_of_2(d_inner)))
+def triton_status():
+  """None when the installed JAX can lower Pallas to Triton, else why not."""
+  if pltriton is None or not hasattr(pltriton, "CompilerParams"):
+    return (f"JAX {jax.__version__} has no Triton backend for Pallas (jax.experimental.pallas."
+            f"triton); use implementation='xla' on this GPU")
+  return None
 
 
-def default_chunk(length):
-  return 64
+@dataclasses.dataclass(frozen=True)
+class LaunchSettings:
+  block_d: int
+  num_warps: int
+  num_stages: int
+  chunk: int
+
+
+def launch_settings(batch, length, d_inner, d_state):
+  """The launch table: settings from occupancy arithmetic, to be confirmed by measurement
+  (BUILD_NOTES.md, "What remains to be measured").
+
+  - block_d: the widest of 64/32/16 channels that still gives two programs per SM; the scan is
+    latency-bound, so co-resident programs are what hides the latency of each step.
+  - num_warps: one warp per 256 elements of the (d_state, block_d) float32 state, 1 to 8, so each
+    thread holds 8 of them (d_state 16: 2 warps at block 32, 4 at block 64).
+  - num_stages: 2, so Triton's pipeliner prefetches the next step's rows and B/C columns while
+    the current step computes (1 would disable it; the loads are one row each, so more stages
+    only take shared memory).
+  - chunk: 64 steps, or the next power of two above a shorter sequence.
+  """
+  n_pad = padded_state_size(d_state)
+  width = pl.next_power_of_2(d_inner)
+  block_d = next((b for b in BLOCK_D_CHOICES
+                  if b <= max(width, 16) and batch * -(-d_inner // b) >= 2 * SM_COUNT),
+                 BLOCK_D_CHOICES[-1])
+  num_warps = max(1, min(8, n_pad * block_d // 256))
+  chunk = min(DEFAULT_CHUNK, max(8, pl.next_power_of_2(length)))
+  return LaunchSettings(block_d=block_d, num_warps=num_warps, num_stages=2, chunk=chunk)
+
+
+def gpu_kernel_suits(batch, length, d_inner):
+  """Whether the Pallas GPU kernel is a sensible choice for this shape.
+
+  Each program scans its channels sequentially over the whole length, so with fewer programs
+  than MIN_PROGRAMS (batch x d_inner / 16 channels) most SMs idle for a time proportional to the
+  length: e.g. 1 x 65536 x 512 gives 32 programs. Such shapes go to `xla`, whose associative
+  in-chunk scan parallelises over time, unless the sequence is short (<= SHORT_LENGTH).
+  """
+  programs = batch * -(-d_inner // BLOCK_D_CHOICES[-1])
+  return programs >= MIN_PROGRAMS or length <= SHORT_LENGTH
+
+
+def workspace_bytes(batch, d_inner, d_state, chunk, block_d):
+  """Global memory of the backward's state workspace: one (chunk, d_state_pad, block_d) float32
+  buffer per program, batch x ceil(d_inner / block_d) programs:
+  batch * round_up(d_inner, block_d) * chunk * next_pow2(d_state) * 4 bytes."""
+  d_pad = -(-d_inner // block_d) * block_d
+  return batch * d_pad * chunk * padded_state_size(d_state) * 4
+
+
+def check_blocks(chunk, block_d, num_warps, num_stages):
+  """Refuses settings Triton cannot lower, with the rule that was broken."""
+  if not isinstance(chunk, int) or chunk < 1:
+    raise ValueError(f"selective_scan: pallas GPU chunk_size={chunk!r}; expected a positive "
+                     f"integer")
+  if not isinstance(block_d, int) or block_d < 1 or block_d & (block_d - 1):
+    raise ValueError(f"selective_scan: pallas GPU block_d={block_d!r}; expected a power of two "
+                     f"(Triton block shapes)")
+  if not isinstance(num_warps, int) or num_warps < 1 or num_warps & (num_warps - 1):
+    raise ValueError(f"selective_scan: pallas GPU num_warps={num_warps!r}; expected a power of "
+                     f"two")
+  if not isinstance(num_stages, int) or num_stages < 1:
+    raise ValueError(f"selective_scan: pallas GPU num_stages={num_stages!r}; expected a "
+                     f"positive integer")
 
 
 def padded_state_size(d_state):
@@ -47,11 +132,15 @@ def _common_specs(cfg, batch, length, d_state):
 
 
 def _launch(cfg, kernel, grid, specs, inputs, out_specs, out_shapes, name):
+  status = triton_status()
+  if status is not None and not cfg.interpret:
+    raise ValueError(f"selective_scan: {status}")
+  params = (None if pltriton is None else
+            pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
   return pl.pallas_call(
       kernel, grid=grid, in_specs=[specs[key] for key in inputs], out_specs=out_specs,
-      out_shape=out_shapes,
-      compiler_params=pltriton.CompilerParams(num_warps=_NUM_WARPS, num_stages=1),
-      interpret=cfg.interpret, name=name)(*inputs.values())
+      out_shape=out_shapes, compiler_params=params, interpret=cfg.interpret,
+      name=name)(*inputs.values())
 
 
 def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
@@ -73,8 +162,7 @@ def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
 
     def chunk_body(c, h):
       refs["bounds"][c] = h
-      start = c * cfg.chunk
-      return pallas_common.forward_chunk(refs, h, start, start, length_b, cfg)
+      return kernels.forward_chunk(refs, h, c * cfg.chunk, length_b, cfg)
 
     refs["h_final"][...] = jax.lax.fori_loop(0, n_chunks, chunk_body, refs["h0t"][...])
 
@@ -86,8 +174,16 @@ def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
       "selective_scan_fwd")
 
 
+def _barrier(cfg):
+  """A CTA barrier on the GPU; interpret mode runs a program's threads as one, so none there."""
+  if cfg.interpret or pltriton is None:
+    return lambda: None
+  return pltriton.debug_barrier
+
+
 def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_final_t):
-  """Returns du, d_delta, dz (or None), and partials dBt, dCt, dAt, dD, d_bias, then dh0^T."""
+  """Returns du, d_delta, dz (input dtypes; dz only with z), partials dBt, dCt
+  (batch, n_blocks, d_state, L), dAt, dD, d_bias, dh0^T, and the workspace `states`."""
   batch, length, d = u.shape
   d_state = At.shape[0]
   T, bd = cfg.chunk, cfg.block_d
@@ -104,16 +200,17 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
   partial_columns = pl.BlockSpec((None, None, d_state, length), lambda b, j: (b, j, 0, 0))
   per_batch_channels = pl.BlockSpec((None, 1, bd), lambda b, j: (b, 0, j))
   outputs = dict(
-      du=(rows, (batch, length, d)), ddelta=(rows, (batch, length, d)),
-      dBt=(partial_columns, (batch, n_blocks, d_state, length)),
-      dCt=(partial_columns, (batch, n_blocks, d_state, length)),
-      dAt=(state, (batch, d_state, d)), dD=(per_batch_channels, (batch, 1, d)),
-      dbias=(per_batch_channels, (batch, 1, d)), dh0t=(state, (batch, d_state, d)),
+      du=(rows, (batch, length, d), u.dtype), ddelta=(rows, (batch, length, d), delta.dtype),
+      dBt=(partial_columns, (batch, n_blocks, d_state, length), f32),
+      dCt=(partial_columns, (batch, n_blocks, d_state, length), f32),
+      dAt=(state, (batch, d_state, d), f32), dD=(per_batch_channels, (batch, 1, d), f32),
+      dbias=(per_batch_channels, (batch, 1, d), f32), dh0t=(state, (batch, d_state, d), f32),
       states=(pl.BlockSpec((None, None, T, d_state, bd), lambda b, j: (b, j, 0, 0, 0)),
-              (batch, n_blocks, T, d_state, bd)))
+              (batch, n_blocks, T, d_state, bd), f32))
   if cfg.has_z:
-    outputs["dz"] = (rows, (batch, length, d))
+    outputs["dz"] = (rows, (batch, length, d), z.dtype)
   out_names = list(outputs)
+  barrier = _barrier(cfg)
 
   def kernel(*refs):
     refs = dict(zip(names + out_names, refs))
@@ -122,8 +219,8 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
     def chunk_body(i, carry):
       c = n_chunks - 1 - i
       lam, accumulators = carry
-      return pallas_common.backward_chunk(refs, refs["states"], refs["bounds"][c], lam,
-                                          accumulators, c * T, c * T, length_b, cfg)
+      return kernels.backward_chunk(refs, refs["states"], refs["bounds"][c], lam, accumulators,
+                                    c * T, length_b, barrier, cfg)
 
     zeros = jnp.zeros((d_state, bd), f32), jnp.zeros((1, bd), f32), jnp.zeros((1, bd), f32)
     lam, accumulators = jax.lax.fori_loop(0, n_chunks, chunk_body,
@@ -134,6 +231,11 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
 
   results = _launch(cfg, kernel, (batch, n_blocks), specs, inputs,
                     [outputs[name][0] for name in out_names],
-                    [jax.ShapeDtypeStruct(outputs[name][1], f32) for name in out_names],
+                    [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in outputs.values()],
                     "selective_scan_bwd")
   return dict(zip(out_names, results))
+
+
+def bc_gradient(partial_columns, length, d_state):
+  """(batch, n_blocks, d_state_pad, L_pad) float32 partials -> (batch, length, d_state)."""
+  return partial_columns.sum(axis=1)[:, :d_state, :length].transpose(0, 2, 1)

@@ -17,25 +17,52 @@ from kernels.selective_scan import pallas_common, pallas_gpu, pallas_tpu
 BACKENDS = {"tpu": pallas_tpu, "gpu": pallas_gpu}
 
 
-def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None, *,
-                          delta_softplus=False, initial_state=None, lengths=None, chunk_size=None,
-                          block_d=None, interpret=False, backend="tpu"):
-  """Same contract as `reference.selective_scan_reference`."""
+def default_backend():
+  """The kernel variant for the platform: the GPU one on a GPU, the TPU one elsewhere."""
+  return "gpu" if jax.default_backend() == "gpu" else "tpu"
+
+
+def kernel_config(backend, batch, length, d_inner, d_state, *, has_z, delta_softplus,
+                  chunk_size=None, block_d=None, interpret=False, num_warps=None,
+                  num_stages=None):
+  """The launch for one group of channels (d_inner here is per group), defaults filled in and
+  checked against the backend's tiling rules (ValueError naming the rule)."""
   if backend not in BACKENDS:
     raise ValueError(f"selective_scan: pallas_backend={backend!r}; expected one of "
                      f"{sorted(BACKENDS)}")
+  common = dict(has_z=has_z, delta_softplus=bool(delta_softplus), backend=backend,
+                interpret=bool(interpret))
+  if backend == "tpu":
+    if num_warps is not None or num_stages is not None:
+      raise ValueError("selective_scan: num_warps and num_stages are launch settings of the GPU "
+                       "(Triton) kernel; the TPU kernel takes chunk_size and block_d only")
+    block = block_d or pallas_tpu.default_block_d(d_inner)
+    chunk = chunk_size or pallas_tpu.default_chunk(length, d_state, block)
+    pallas_tpu.check_blocks(chunk, block, d_inner)
+    return pallas_common.KernelConfig(chunk=chunk, block_d=block, **common)
+  table = pallas_gpu.launch_settings(batch, length, d_inner, d_state)
+  cfg = pallas_common.KernelConfig(
+      chunk=chunk_size or table.chunk, block_d=block_d or table.block_d,
+      num_warps=num_warps or table.num_warps, num_stages=num_stages or table.num_stages,
+      **common)
+  pallas_gpu.check_blocks(cfg.chunk, cfg.block_d, cfg.num_warps, cfg.num_stages)
+  return cfg
+
+
+def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None, *,
+                          delta_softplus=False, initial_state=None, lengths=None, chunk_size=None,
+                          block_d=None, interpret=False, backend=None, num_warps=None,
+                          num_stages=None):
+  """Same contract as `reference.selective_scan_reference`; B and C grouped
+  (batch, length, groups, d_state). backend None follows the platform (`default_backend`);
+  num_warps and num_stages are Triton settings of the GPU variant (None: `launch_settings`)."""
+  backend = default_backend() if backend is None else backend
   batch, length, d_inner = u.shape
   groups, d_state = B.shape[2], B.shape[3]
   per_group = d_inner // groups
-  module = BACKENDS[backend]
-  chunk = chunk_size or module.default_chunk(length)
-  block = block_d or module.default_block_d(per_group)
-  for name, value in (("chunk_size", chunk), ("block_d", block)):
-    if not isinstance(value, int) or value < 1:
-      raise ValueError(f"selective_scan: {name}={value!r}; expected a positive integer")
-  cfg = pallas_common.KernelConfig(chunk=chunk, block_d=block, has_z=z is not None,
-                                   delta_softplus=bool(delta_softplus), backend=backend,
-                                   interpret=bool(interpret))
+  cfg = kernel_config(backend, batch, length, per_group, d_state, has_z=z is not None,
+                      delta_softplus=delta_softplus, chunk_size=chunk_size, block_d=block_d,
+                      interpret=interpret, num_warps=num_warps, num_stages=num_stages)
   f32 = jnp.float32
   D = jnp.zeros((d_inner,), f32) if D is None else D.astype(f32)
   bias = jnp.zeros((d_inner,), f32) if delta_bias is None else delta_bias.astype(f32)
@@ -67,16 +94,21 @@ def _pad_to(x, shape):
 
 
 def _layout(cfg, u, delta, A, B, C, D, z, bias, lengths):
-  """Pads and transposes the inputs into the kernel layout (module docstring of pallas_tpu)."""
+  """Pads the inputs into the kernel layout: B/C as (batch, L, d_state) rows for the TPU
+  variant, transposed to (batch, d_state_pad, L) for the GPU one."""
   batch, length, d = u.shape
   module = BACKENDS[cfg.backend]
   L_pad, d_pad = _round_up(length, cfg.chunk), _round_up(d, cfg.block_d)
   n_pad = module.padded_state_size(A.shape[1])
   rows = lambda x: None if x is None else _pad_to(x, (batch, L_pad, d_pad))
-  columns = lambda x: _pad_to(x, (batch, L_pad, n_pad)).transpose(0, 2, 1)
-  return dict(u=rows(u), delta=rows(delta), Bt=columns(B), Ct=columns(C),
-              At=_pad_to(A.T, (n_pad, d_pad)), D=_pad_to(D[None], (1, d_pad)),
-              bias=_pad_to(bias[None], (1, d_pad)), z=rows(z), lengths=lengths)
+  bc_rows = lambda x: _pad_to(x, (batch, L_pad, n_pad))
+  if cfg.backend == "tpu":
+    bc = dict(B=bc_rows(B), C=bc_rows(C))
+  else:
+    bc = dict(Bt=bc_rows(B).transpose(0, 2, 1), Ct=bc_rows(C).transpose(0, 2, 1))
+  return dict(u=rows(u), delta=rows(delta), **bc, At=_pad_to(A.T, (n_pad, d_pad)),
+              D=_pad_to(D[None], (1, d_pad)), bias=_pad_to(bias[None], (1, d_pad)), z=rows(z),
+              lengths=lengths)
 
 
 def _state_layout(state, n_pad, d_pad):
@@ -106,21 +138,20 @@ def _scan_bwd(cfg, residuals, cotangents):
   length, d, d_state = g_out.shape[1], g_out.shape[2], g_final.shape[2]
   batch, L_pad, d_pad = arrays["u"].shape
   n_pad = arrays["At"].shape[0]
-  grads = BACKENDS[cfg.backend].backward(
+  module = BACKENDS[cfg.backend]
+  grads = module.backward(
       cfg, bounds=bounds, g_out=_pad_to(g_out, (batch, L_pad, d_pad)),
       g_final_t=_state_layout(g_final, n_pad, d_pad), **arrays)
-  rows = lambda name, like: grads[name][:, :length, :d].astype(like.dtype)
-  columns = lambda name, like: (grads[name].sum(axis=1)[:, :d_state, :length]
-                                .transpose(0, 2, 1).astype(like.dtype))
+  rows = lambda name: grads[name][:, :length, :d]
   per_channel = lambda name: grads[name].sum(axis=(0, 1))[:d]
-  du = rows("du", arrays["u"])
-  d_delta = rows("ddelta", arrays["delta"])
-  dz = rows("dz", arrays["z"]) if cfg.has_z else None
+  dz = rows("dz") if cfg.has_z else None
   dA = grads["dAt"].sum(axis=0)[:d_state, :d].T
-  dB = columns("dBt", arrays["Bt"])
-  dC = columns("dCt", arrays["Ct"])
+  B, C = (arrays["B"], arrays["C"]) if cfg.backend == "tpu" else (arrays["Bt"], arrays["Ct"])
+  dB = module.bc_gradient(grads["dBt"], length, d_state).astype(B.dtype)
+  dC = module.bc_gradient(grads["dCt"], length, d_state).astype(C.dtype)
   dh0 = grads["dh0t"][:, :d_state, :d].transpose(0, 2, 1)
-  return du, d_delta, dA, dB, dC, per_channel("dD"), dz, per_channel("dbias"), dh0, None
+  return (rows("du"), rows("ddelta"), dA, dB, dC, per_channel("dD"), dz, per_channel("dbias"),
+          dh0, None)
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd)
