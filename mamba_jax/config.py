@@ -6,11 +6,14 @@ value fails where it was written, with the field's name in the message, not deep
 
 import dataclasses
 import math
+from typing import Any
 
 import jax.numpy as jnp
 
+from kernels.selective_scan import IMPLEMENTATIONS
+
 DISCRETIZATIONS = ("fixed", "length_adaptive")
-SCAN_IMPLEMENTATIONS = ("auto", "reference", "xla", "pallas")
+SCAN_LAYERS_FROM = 8  # scan_layers=None stacks and scans the layers from this depth on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +32,16 @@ class MambaConfig:
     1/sqrt(n_layers) as mamba_ssm's `_init_weights`.
   discretization: "fixed" or "length_adaptive" (DESIGN.md section 4); length_ref is L_ref, required
     for "length_adaptive".
-  scan_implementation, scan_interpret, scan_chunk_size: passed to `selective_scan`.
+  scan_implementation, scan_interpret, scan_chunk_size: passed to `selective_scan` as its
+    implementation and that implementation's options (chunk size: "xla" or "pallas"; interpret:
+    "pallas"); a setting the implementation has no option for raises when the block is built.
   remat: recompute each residual block in the backward pass instead of storing its
     activations (jax.checkpoint per layer): memory for about one more forward pass.
+  scan_layers: the layers' layout. True: one stacked copy of the block's parameters (leading
+    n_layers axis) run under `nnx.scan`, so the compiled program holds one layer whatever the
+    depth; False: a list of blocks run by a Python loop. None (default): True from
+    SCAN_LAYERS_FROM layers on. Same parameters give the same outputs either way, but a
+    checkpoint restores only under the layout it was saved with (see `stack_layers`).
   dtype, param_dtype: compute dtype and parameter storage dtype (A_log, D, dt bias and the
     length-adaptive exponent are float32 whatever param_dtype says).
   """
@@ -60,8 +70,9 @@ class MambaConfig:
   scan_interpret: bool = False
   scan_chunk_size: int | None = None
   remat: bool = False
-  dtype: object = jnp.float32
-  param_dtype: object = jnp.float32
+  scan_layers: bool | None = None
+  dtype: Any = jnp.float32  # a floating dtype-like; stored as a jnp.dtype
+  param_dtype: Any = jnp.float32
 
   def __post_init__(self):
     for name in ("d_model", "n_layers", "d_state", "d_conv", "expand", "pad_vocab_size_multiple"):
@@ -85,20 +96,27 @@ class MambaConfig:
     elif self.length_ref is not None:
       _require("length_ref", _is_number(self.length_ref) and self.length_ref > 0, self.length_ref,
                "None or a positive number")
-    _require("scan_implementation", self.scan_implementation in SCAN_IMPLEMENTATIONS,
-             self.scan_implementation, f"one of {SCAN_IMPLEMENTATIONS}")
+    _require("scan_implementation", self.scan_implementation in IMPLEMENTATIONS,
+             self.scan_implementation, f"one of {IMPLEMENTATIONS}")
     _require("scan_chunk_size", self.scan_chunk_size is None or (_is_int(self.scan_chunk_size)
                                                                  and self.scan_chunk_size >= 1),
              self.scan_chunk_size, "None or a positive integer")
     for name in ("conv_bias", "bias", "residual_in_fp32", "tie_embeddings",
                  "rescale_prenorm_residual", "scan_interpret", "remat"):
       _require(name, isinstance(getattr(self, name), bool), getattr(self, name), "a bool")
+    _require("scan_layers", self.scan_layers is None or isinstance(self.scan_layers, bool),
+             self.scan_layers, "None (automatic) or a bool")
     for name in ("dtype", "param_dtype"):
       object.__setattr__(self, name, _float_dtype(name, getattr(self, name)))
 
   @property
   def d_inner(self) -> int:
     return self.expand * self.d_model
+
+  @property
+  def resolved_scan_layers(self) -> bool:
+    """Whether the layers are stacked and scanned: scan_layers, or by depth when None."""
+    return self.n_layers >= SCAN_LAYERS_FROM if self.scan_layers is None else self.scan_layers
 
   @property
   def resolved_dt_rank(self) -> int:

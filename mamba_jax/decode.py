@@ -2,12 +2,13 @@
 
 The cache holds, per layer, the last d_conv conv inputs (batch, d_inner, d_conv) and the SSM state
 (batch, d_inner, d_state), plus the L of the length-adaptive step, which decode needs up front
-because the step size of every token depends on it. Everything here is jit-able; `generate` runs
-the whole token loop as one compiled `lax.scan`.
+because the step size of every token depends on it. With stacked layers (MambaConfig.scan_layers)
+the per-layer caches are one LayerCache with a leading n_layers axis, scanned like the layers.
+Everything here is jit-able; `generate` runs the whole token loop as one compiled `lax.scan`.
 """
 
 import functools
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +17,14 @@ from flax import nnx
 from mamba_jax.block import LayerCache
 from mamba_jax.discretization import resolve_sequence_length
 
+if TYPE_CHECKING:  # models imports this module
+  from mamba_jax.models import MambaLM, MambaModel
+
 
 class DecodeCache(NamedTuple):
-  layers: tuple  # one block.LayerCache per residual block
+  # A tuple of one block.LayerCache per residual block, or with stacked layers one LayerCache
+  # whose arrays have a leading n_layers axis.
+  layers: tuple[LayerCache, ...] | LayerCache
   sequence_length: jax.Array | None  # (batch,) float32 L for "length_adaptive", else None
 
 
@@ -31,42 +37,56 @@ def _sequence_length(model, batch, sequence_length):
   return resolve_sequence_length(sequence_length, None, batch, None)
 
 
-def init_cache(model, batch, sequence_length=None):
-  """An empty cache (zero states) for `batch` sequences."""
-  layers = tuple(layer.mixer.init_cache(batch) for layer in model.backbone.layers)
-  return DecodeCache(layers, _sequence_length(model, batch, sequence_length))
+def init_cache(model: "MambaModel | MambaLM", batch: int,
+               sequence_length: jax.Array | float | None = None) -> DecodeCache:
+  """An empty cache (zero states) for `batch` sequences of a MambaModel or MambaLM.
+
+  sequence_length: scalar or (batch,) L of the length-adaptive step (required for it).
+  """
+  return DecodeCache(model.backbone.init_cache(batch),
+                     _sequence_length(model, batch, sequence_length))
 
 
-def prefill(model, inputs, lengths=None, sequence_length=None):
+def prefill(model: "MambaModel | MambaLM", inputs: jax.Array, lengths: jax.Array | None = None,
+            sequence_length: jax.Array | float | None = None
+            ) -> tuple[jax.Array, DecodeCache]:
   """Runs the parallel forward over a prompt and returns (outputs, cache after each prompt).
 
-  inputs: (batch, length, in_features) or (batch, length) tokens; lengths: optional (batch,)
-  prompt lengths of padded prompts (the cache then holds each example's state after its own last
-  token). sequence_length: L of the length-adaptive step (required for it).
+  inputs: (batch, length, in_features) or (batch, length) int tokens; outputs: (batch, length,
+  out_features) or logits (batch, length, vocab). lengths: optional (batch,) prompt lengths of
+  padded prompts (the cache then holds each example's state after its own last token).
+  sequence_length: scalar or (batch,) L of the length-adaptive step (required for it).
   """
-  batch, length = inputs.shape[:2]
+  batch = inputs.shape[0]
   L = _sequence_length(model, batch, sequence_length)
   stack = model.backbone
-  residual, caches = model.embed(inputs), []
-  for layer in stack.layers:
-    residual, layer_cache = layer.forward(residual, lengths, L, return_cache=True)
-    caches.append(layer_cache)
+
+  def forward(layer, residual, _):
+    return layer.forward(residual, lengths, L, return_cache=True)
+
+  residual, caches = stack.run_layers(forward, stack.to_residual(model.embed(inputs)))
   outputs = model.read_out(stack.norm_f(residual))
-  return outputs, DecodeCache(tuple(caches), L)
+  return outputs, DecodeCache(caches, L)
 
 
-def step(model, inputs, cache):
-  """One step: inputs (batch, in_features) or (batch,) tokens -> (outputs (batch, out), cache)."""
-  residual, caches = model.embed(inputs), []
-  for layer, layer_cache in zip(model.backbone.layers, cache.layers):
-    residual, layer_cache = layer.step(residual, layer_cache, cache.sequence_length)
-    caches.append(layer_cache)
-  outputs = model.read_out(model.backbone.norm_f(residual))
-  return outputs, DecodeCache(tuple(caches), cache.sequence_length)
+def step(model: "MambaModel | MambaLM", inputs: jax.Array, cache: DecodeCache
+         ) -> tuple[jax.Array, DecodeCache]:
+  """One token per sequence: inputs (batch, in_features) or (batch,) int tokens ->
+  (outputs (batch, out_features) or logits (batch, vocab), the cache after it)."""
+  stack = model.backbone
+
+  def one_step(layer, residual, layer_cache):
+    return layer.step(residual, layer_cache, cache.sequence_length)
+
+  residual, caches = stack.run_layers(one_step, stack.to_residual(model.embed(inputs)),
+                                      cache.layers)
+  outputs = model.read_out(stack.norm_f(residual))
+  return outputs, DecodeCache(caches, cache.sequence_length)
 
 
-def sample(logits, rng, temperature, top_k=None, vocab_size=None):
-  """Samples token ids from logits (batch, vocab); temperature 0 is greedy.
+def sample(logits: jax.Array, rng: jax.Array, temperature: jax.Array | float,
+           top_k: int | None = None, vocab_size: int | None = None) -> jax.Array:
+  """Samples token ids (batch,) from logits (batch, vocab); temperature 0 is greedy.
 
   Entries at and past vocab_size (the padding of the vocabulary) are never drawn.
   """
@@ -81,9 +101,10 @@ def sample(logits, rng, temperature, top_k=None, vocab_size=None):
   return jax.random.categorical(rng, logits / temperature, axis=-1)
 
 
-def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, rng=None,
-             sequence_length=None):
-  """Samples max_new_tokens tokens after `prompt` (batch, length) from a MambaLM.
+def generate(model: "MambaModel | MambaLM", prompt: jax.Array, max_new_tokens: int,
+             temperature: float = 1.0, top_k: int | None = None, rng: jax.Array | None = None,
+             sequence_length: jax.Array | float | None = None) -> jax.Array:
+  """Samples max_new_tokens tokens after `prompt` (batch, length) int from a MambaLM.
 
   Returns the new tokens (batch, max_new_tokens) int32. Compiled once per (model structure, prompt
   shape, max_new_tokens, top_k, greedy or not); the token loop is a `lax.scan`. For a
@@ -91,7 +112,7 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, rng=Non
   """
   if max_new_tokens < 1:
     raise ValueError(f"generate: max_new_tokens = {max_new_tokens}; expected at least 1")
-  if top_k is not None and not 1 <= top_k <= model.config.padded_vocab_size:
+  if top_k is not None and not 1 <= top_k <= (model.config.padded_vocab_size or 0):
     raise ValueError(f"generate: top_k = {top_k}; expected None or 1..vocab size")
   if temperature < 0:
     raise ValueError(f"generate: temperature = {temperature}; expected >= 0 (0 is greedy)")

@@ -5,9 +5,13 @@ Rule (the GPT-2/GPT-3 recipe mamba_ssm's models were trained with, plus mamba_ss
 head) and the depthwise conv weight; vectors never do (every bias, RMSNorm/LayerNorm scales, D,
 dt_bias, the length-adaptive alpha, S4D's log step); and the SSM matrices A_log (and S4D's input
 matrix ssm_B) never do, because decay would pull the state dynamics rather than regularise a map.
+Under a stacked MambaStack (MambaConfig.scan_layers) every parameter has one more leading axis,
+the layer axis, which does not count towards its rank.
 """
 
 import jax
+
+from mamba_jax.models import STACKED_LAYERS
 
 # Matrices that must not decay (leaf names); every parameter of rank < 2 is excluded anyway.
 NO_DECAY_MATRICES = frozenset({"A_log", "ssm_B"})
@@ -17,8 +21,13 @@ def weight_decay_mask(params):
   """Pytree of bools with the structure of `params` (e.g. nnx.state(model, nnx.Param), pure or
   not): True where the parameter takes weight decay."""
   def decays(path, leaf):
-    return getattr(leaf, "ndim", 0) >= 2 and _leaf_name(path) not in NO_DECAY_MATRICES
+    rank = getattr(leaf, "ndim", 0) - (1 if STACKED_LAYERS in _names(path) else 0)
+    return rank >= 2 and _leaf_name(path) not in NO_DECAY_MATRICES
   return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def _names(path):
+  return [getattr(key, "key", getattr(key, "name", None)) for key in path]
 
 
 def _leaf_name(path):

@@ -8,6 +8,7 @@ reference model: pre-norm, SSM with skip D, GELU, Linear to 2*d_model with GLU, 
 """
 
 import math
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -46,11 +47,11 @@ class S4DLayer(nnx.Module):
     batch, length, d_model = u.shape
     groups, d_state = self.ssm_B.shape
     shape = (batch, length, groups, d_state)
-    return selective_scan(
+    return cast(jax.Array, selective_scan(
         u, jnp.broadcast_to(jnp.exp(self.log_dt[...]), (batch, length, d_model)),
         -jnp.exp(self.A_log[...]), jnp.broadcast_to(self.ssm_B[...], shape),
         jnp.broadcast_to(self.ssm_C[...], shape), D=self.D[...], lengths=lengths,
-        implementation=self.scan_implementation)
+        implementation=self.scan_implementation))
 
 
 class S4DModel(nnx.Module):
@@ -72,18 +73,23 @@ class S4DModel(nnx.Module):
     self.norm_f = RMSNorm(d_model, dtype=dtype, param_dtype=param_dtype)
     self.output_proj = torch_linear(d_model, out_features, use_bias=True, **kw)
 
-  def __call__(self, inputs, lengths=None, return_residuals=False):
-    """With return_residuals also the residual stream entering each layer and after the last
-    one (n_layers + 1 arrays), for probing; `decode` maps one to outputs."""
+  def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
+               return_residuals: bool = False
+               ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+    """inputs (batch, length, in_features) -> outputs (batch, length, out_features).
+
+    With return_residuals also the residual stream entering each layer and after the last
+    one (n_layers + 1 arrays), for probing; `read_out_residual` maps one to outputs."""
     x = self.input_proj(inputs.astype(self.dtype)).astype(jnp.float32)
     residuals = []
     for layer in self.layers:
       residuals.append(x)
       x = layer(x, lengths)
     residuals.append(x)
-    out = self.decode(x)
+    out = self.read_out_residual(x)
     return (out, residuals) if return_residuals else out
 
-  def decode(self, residual):
-    """A residual stream (batch, length, d_model) through the final norm and read-out."""
+  def read_out_residual(self, residual: jax.Array) -> jax.Array:
+    """A residual stream (batch, length, d_model) through the final norm and read-out:
+    (batch, length, out_features)."""
     return self.output_proj(self.norm_f(residual))

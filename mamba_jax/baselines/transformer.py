@@ -7,6 +7,7 @@ Learned positional embeddings are optional and off by default: the in-context-le
 """
 
 import math
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,9 @@ class CausalSelfAttention(nnx.Module):
     return self.out(y.reshape(batch, length, d_model))
 
 
-class TransformerBlock(nnx.Module):
+class CausalTransformerBlock(nnx.Module):
+  """Pre-LayerNorm GPT-2 block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
   def __init__(self, d_model, n_heads, *, residual_std, dtype, param_dtype, rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.ln_1 = nnx.LayerNorm(d_model, epsilon=1e-5, **kw)
@@ -71,19 +74,24 @@ class CausalTransformer(nnx.Module):
     self.dtype = dtype
     self.input_proj = _dense(in_features, d_model, std=INIT_STD, **kw)
     self.position_embedding = nnx.Embed(
-        max_length, d_model, embedding_init=nnx.initializers.normal(INIT_STD),
+        cast(int, max_length), d_model, embedding_init=nnx.initializers.normal(INIT_STD),
         **kw) if positional_embeddings else None
-    self.blocks = nnx.List([TransformerBlock(d_model, n_heads, residual_std=residual_std, **kw)
-                            for _ in range(n_layers)])
+    self.blocks = nnx.List([
+        CausalTransformerBlock(d_model, n_heads, residual_std=residual_std, **kw)
+        for _ in range(n_layers)])
     self.ln_f = nnx.LayerNorm(d_model, epsilon=1e-5, **kw)
     self.output_proj = _dense(d_model, out_features, std=INIT_STD, **kw)
 
-  def __call__(self, inputs, lengths=None, left_pad=None, return_residuals=False):
-    """left_pad: optional (batch,) leading padding positions, masked as keys (a padding query
+  def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
+               left_pad: jax.Array | None = None, return_residuals: bool = False
+               ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+    """inputs (batch, length, in_features) -> outputs (batch, length, out_features).
+
+    left_pad: optional (batch,) leading padding positions, masked as keys (a padding query
     sees only itself); positional embeddings, if any, count from the first valid position.
 
     With return_residuals also the residual stream entering each block and after the last one
-    (n_layers + 1 arrays), for probing; `decode` maps one to outputs.
+    (n_layers + 1 arrays), for probing; `read_out_residual` maps one to outputs.
     """
     x = self.input_proj(inputs.astype(self.dtype))
     key_mask = None
@@ -98,15 +106,17 @@ class CausalTransformer(nnx.Module):
         index = jnp.maximum(index - left_pad[:, None], 0)
       x = x + self.position_embedding(index)
     if lengths is not None:
-      lengths = jnp.maximum(lengths.astype(jnp.int32), 1)  # an empty example must not attend to nothing
+      # an empty example must not attend to nothing
+      lengths = jnp.maximum(lengths.astype(jnp.int32), 1)
     residuals = []
     for block in self.blocks:
       residuals.append(x)
       x = block(x, lengths, key_mask)
     residuals.append(x)
-    out = self.decode(x)
+    out = self.read_out_residual(x)
     return (out, residuals) if return_residuals else out
 
-  def decode(self, residual):
-    """A residual stream (batch, length, d_model) through the final norm and read-out."""
+  def read_out_residual(self, residual: jax.Array) -> jax.Array:
+    """A residual stream (batch, length, d_model) through the final norm and read-out:
+    (batch, length, out_features)."""
     return self.output_proj(self.ln_f(residual))

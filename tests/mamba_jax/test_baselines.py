@@ -88,5 +88,5 @@ def test_residual_streams_decode_to_the_outputs(name):
   outputs, residuals = model(x, return_residuals=True)
   assert len(residuals) == 3 and all(r.shape == (2, 7, residuals[0].shape[-1]) for r in residuals)
   np.testing.assert_array_equal(outputs, model(x))
-  np.testing.assert_array_equal(model.decode(residuals[-1]), outputs)
-  assert not np.allclose(model.decode(residuals[0]), outputs)
+  np.testing.assert_array_equal(model.read_out_residual(residuals[-1]), outputs)
+  assert not np.allclose(model.read_out_residual(residuals[0]), outputs)

@@ -49,10 +49,19 @@ def test_config_is_frozen_and_hashable():
     ("vocab_size", 0), ("pad_vocab_size_multiple", 0), ("discretization", "adaptive"),
     ("length_ref", -5.0), ("scan_implementation", "cuda"), ("scan_chunk_size", 0),
     ("conv_bias", "yes"), ("residual_in_fp32", 1), ("dtype", "int32"), ("param_dtype", "nope"),
+    ("scan_layers", "auto"), ("scan_layers", 1),
 ])
 def test_bad_value_raises_value_error_naming_the_field(field, value):
   with pytest.raises(ValueError, match=rf"MambaConfig\.{field} "):
     MambaConfig(**{"d_model": 8, "n_layers": 1, field: value})
+
+
+def test_scan_layers_defaults_by_depth_and_can_be_forced():
+  assert MambaConfig(d_model=8, n_layers=8).scan_layers is None
+  assert [MambaConfig(d_model=8, n_layers=n).resolved_scan_layers for n in (1, 7, 8, 24)] == [
+      False, False, True, True]
+  assert MambaConfig(d_model=8, n_layers=2, scan_layers=True).resolved_scan_layers
+  assert not MambaConfig(d_model=8, n_layers=24, scan_layers=False).resolved_scan_layers
 
 
 def test_length_adaptive_needs_length_ref():

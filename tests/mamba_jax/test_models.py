@@ -54,7 +54,7 @@ def test_continuous_model_shapes_and_residual_streams():
   np.testing.assert_array_equal(outputs, model(inputs))
   for stream, residual in zip(streams, residuals):
     np.testing.assert_array_equal(stream, residual)
-  np.testing.assert_array_equal(model.decode(streams[-1]), outputs)
+  np.testing.assert_array_equal(model.read_out_residual(streams[-1]), outputs)
 
 
 @pytest.mark.parametrize("discretization", ["fixed", "length_adaptive"])

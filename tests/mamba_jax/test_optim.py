@@ -34,6 +34,17 @@ def test_mask_of_a_mamba_lm():
   assert mask["['backbone']['norm_f']['weight']"] is False
 
 
+def test_stacked_layers_take_the_mask_of_one_layer():
+  """The leading layer axis of scan_layers=True does not make vectors into matrices."""
+  config = dict(n_layers=2, vocab_size=10, bias=True, discretization="length_adaptive",
+                length_ref=8.0)
+  per_layer = _named_mask(MambaLM(tiny_config(scan_layers=False, **config), rngs=nnx.Rngs(0)))
+  stacked = _named_mask(MambaLM(tiny_config(scan_layers=True, **config), rngs=nnx.Rngs(0)))
+  for layer in ("['layers'][0]", "['layers'][1]"):
+    assert {name.replace(layer, "['stacked_layers']"): value for name, value in per_layer.items()
+            if "['layers']" not in name or layer in name} == stacked
+
+
 def test_mask_of_s4d_keeps_ssm_dynamics_out():
   mask = _named_mask(S4DModel(2, 2, d_model=8, n_layers=1, d_state=4, rngs=nnx.Rngs(0)))
   assert not mask["['layers'][0]['A_log']"] and not mask["['layers'][0]['ssm_B']"]

@@ -1,8 +1,8 @@
-"""The peer side of `python -m mamba_jax.bench`: one configuration's training step in mambapy.
+"""The peer side of `python -m benchmarks.model_bench`: one training step in mambapy.
 
 Runs in the benchmark's separate peer environment (torch 2.13.0 CPU, mambapy 1.2.0), never in
-the project's: `python peer_mambapy.py '{"d_model": 16, ...}'` prints one JSON line with the
-median step time and the process's peak resident memory. Not imported by mamba_jax.
+the project's: `python benchmarks/peer_mambapy.py '{"d_model": 16, ...}'` prints one JSON line
+with the median step time and the process's peak resident memory. Never imported.
 """
 
 import json
