@@ -1,0 +1,117 @@
+"""`python -m mamba_jax.generate`: continue a prompt with a checkpoint and report the speed.
+
+  python -m mamba_jax.generate --checkpoint DIR --prompt "Mamba is" --max_new_tokens 50
+  python -m mamba_jax.generate --checkpoint DIR --prompt_ids 1,2,3 --max_new_tokens 50
+
+DIR is anything `mamba_jax.checkpoints.load_pretrained` reads. A text prompt goes through DIR's
+tokenizer.json with the `tokenizers` package (the interop extra); without one, give token ids.
+The speed is measured on a second, compiled run: new tokens per second, prompt included.
+
+The package exports the *function* `mamba_jax.generate` (from mamba_jax.decode). Importing this
+module as `mamba_jax.generate` makes Python rebind that package attribute to the module, so the
+module is made callable and forwards to the function: `mamba_jax.generate(model, prompt, n)`
+works whether or not this module was ever imported. `python -m` does not rebind it.
+"""
+
+import argparse
+import pathlib
+import sys
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mamba_jax import checkpoints, decode
+
+TOKENIZER_NAME = "tokenizer.json"
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(prog="python -m mamba_jax.generate",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--checkpoint", required=True,
+                      help="directory with config.json and weights (mamba_ssm or transformers)")
+  prompt = parser.add_mutually_exclusive_group(required=True)
+  prompt.add_argument("--prompt", help="text, encoded with the checkpoint's tokenizer.json")
+  prompt.add_argument("--prompt_ids", help="comma-separated token ids, e.g. 1,2,3")
+  parser.add_argument("--max_new_tokens", type=int, default=32)
+  parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+  parser.add_argument("--top_k", type=int, default=None)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
+                      help="parameter and compute dtype")
+  args = parser.parse_args(argv)
+  if args.max_new_tokens < 1:
+    parser.error(f"--max_new_tokens {args.max_new_tokens}: expected at least 1")
+  if args.prompt_ids is not None:
+    try:
+      args.prompt_ids = [int(token) for token in args.prompt_ids.split(",") if token.strip()]
+    except ValueError:
+      parser.error(f"--prompt_ids {args.prompt_ids!r}: expected comma-separated integers")
+    if not args.prompt_ids:
+      parser.error("--prompt_ids: expected at least one token id")
+  return args
+
+
+def _load_tokenizer(directory, required):
+  """The checkpoint's tokenizers.Tokenizer, or None when it has none and none is required."""
+  path = pathlib.Path(directory) / TOKENIZER_NAME
+  if not path.is_file():
+    if required:
+      raise SystemExit(f"error: --prompt needs {path}; pass token ids with --prompt_ids instead")
+    return None
+  try:
+    import tokenizers
+  except ImportError:
+    if required:
+      raise SystemExit("error: --prompt needs the tokenizers package: "
+                       f"{checkpoints.INTEROP_EXTRA}; or pass --prompt_ids") from None
+    return None
+  return tokenizers.Tokenizer.from_file(str(path))
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  dtype = _DTYPES[args.dtype]
+  config, model = checkpoints.load_pretrained(args.checkpoint, dtype=dtype, param_dtype=dtype)
+  tokenizer = _load_tokenizer(args.checkpoint, required=args.prompt is not None)
+  ids = tokenizer.encode(args.prompt).ids if args.prompt is not None else args.prompt_ids
+  bad = [token for token in ids if not 0 <= token < config.vocab_size]
+  if not ids or bad:
+    raise SystemExit(f"error: prompt ids {bad or ids}: expected a non-empty prompt of ids in "
+                     f"0..{config.vocab_size - 1}")
+  prompt = jnp.asarray([ids], jnp.int32)
+  rng = jax.random.key(args.seed)
+
+  def run():
+    start = time.perf_counter()
+    tokens = decode.generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
+                             top_k=args.top_k, rng=rng)
+    tokens = np.asarray(jax.block_until_ready(tokens))[0]
+    return tokens, time.perf_counter() - start
+
+  _, first_seconds = run()  # compiles
+  new_tokens, seconds = run()
+  print(f"prompt ids: {ids}")
+  print(f"new ids: {new_tokens.tolist()}")
+  if tokenizer is not None:
+    print(f"text: {tokenizer.decode(list(ids) + new_tokens.tolist())}")
+  print(f"{len(new_tokens)} new tokens in {seconds:.3f} s: {len(new_tokens) / seconds:.1f} "
+        f"tokens/s (first run, compiling: {first_seconds:.2f} s; {jax.devices()[0].platform})")
+  return 0
+
+
+class _CallableModule(types.ModuleType):
+  """This module, answering calls as `mamba_jax.decode.generate` (see the module docstring)."""
+
+  def __call__(self, *args, **kwargs):
+    return decode.generate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,123 @@
+"""`python -m mamba_jax.generate` on a tiny checkpoint with a tiny tokenizer built here, and the
+function `mamba_jax.generate` surviving an import of the module of the same name.
+
+Needs safetensors (the checkpoint) and, for text prompts, tokenizers; never torch.
+"""
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mamba_jax
+from mamba_jax import decode
+from mamba_jax.checkpoints import save_pretrained
+
+pytest.importorskip("safetensors")
+from tests.mamba_jax.test_checkpoints import random_model, tiny  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORDS = ["[UNK]", "the", "cat", "sat", "on", "mat"]
+
+
+@pytest.fixture(scope="module")
+def model():
+  return random_model(tiny(vocab_size=50), seed=3)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(model, tmp_path_factory):
+  directory = tmp_path_factory.mktemp("checkpoint")
+  save_pretrained(model, directory)
+  return directory
+
+
+@pytest.fixture(scope="module")
+def checkpoint_with_tokenizer(model, tmp_path_factory):
+  """The tiny model beside a word-level tokenizer covering its 50 ids."""
+  tokenizers = pytest.importorskip("tokenizers")
+  directory = tmp_path_factory.mktemp("with_tokenizer")
+  save_pretrained(model, directory)
+  vocab = {word: index for index, word in enumerate(WORDS + [f"w{i}" for i in range(6, 50)])}
+  tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+  tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+  tokenizer.decoder = tokenizers.decoders.WordPiece()  # joins words with spaces
+  tokenizer.save(str(directory / "tokenizer.json"))
+  return directory
+
+
+def greedy(model, ids, n):
+  return np.asarray(decode.generate(model, jnp.asarray([ids]), n, temperature=0.0))[0].tolist()
+
+
+def printed_ids(output, label):
+  return [int(x) for x in re.search(rf"{label} ids: \[([\d, ]*)\]", output).group(1).split(",")]
+
+
+def test_command_with_a_text_prompt(model, checkpoint_with_tokenizer):
+  """The real command line, in a fresh interpreter."""
+  result = subprocess.run(
+      [sys.executable, "-m", "mamba_jax.generate", "--checkpoint", str(checkpoint_with_tokenizer),
+       "--prompt", "the cat sat on the", "--max_new_tokens", "6"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert result.returncode == 0, result.stderr
+  assert printed_ids(result.stdout, "prompt") == [1, 2, 3, 4, 1]
+  new = printed_ids(result.stdout, "new")
+  assert new == greedy(model, [1, 2, 3, 4, 1], 6)
+  vocab = WORDS + [f"w{i}" for i in range(6, 50)]
+  assert "text: the cat sat on the " + " ".join(vocab[i] for i in new) in result.stdout
+  assert re.search(r"6 new tokens in [\d.]+ s: [\d.]+ tokens/s", result.stdout)
+
+
+def test_token_ids_without_a_tokenizer(model, checkpoint, capsys):
+  from mamba_jax.generate import main
+  assert main(["--checkpoint", str(checkpoint), "--prompt_ids", "4,5,6",
+               "--max_new_tokens", "4"]) == 0
+  output = capsys.readouterr().out
+  assert printed_ids(output, "new") == greedy(model, [4, 5, 6], 4)
+  assert "tokens/s" in output and "text:" not in output
+
+
+def test_sampling_options_are_passed_on(model, checkpoint, capsys):
+  from mamba_jax.generate import main
+  main(["--checkpoint", str(checkpoint), "--prompt_ids", "7,8", "--max_new_tokens", "5",
+        "--temperature", "0.8", "--top_k", "3", "--seed", "11"])
+  expected = decode.generate(model, jnp.asarray([[7, 8]]), 5, temperature=0.8, top_k=3,
+                             rng=jax.random.key(11))
+  assert printed_ids(capsys.readouterr().out, "new") == np.asarray(expected)[0].tolist()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prompt", "the cat"], r"tokenizer\.json.*--prompt_ids"),
+    (["--prompt_ids", "1,99"], r"ids \[99\].*0\.\.49"),
+])
+def test_bad_prompts_say_what_to_do(checkpoint, argv, message):
+  from mamba_jax.generate import main
+  with pytest.raises(SystemExit, match=message):
+    main(["--checkpoint", str(checkpoint), *argv])
+
+
+def test_argument_errors(checkpoint):
+  from mamba_jax.generate import parse_args
+  for argv in (["--prompt_ids", "1,x"], ["--prompt_ids", "1", "--max_new_tokens", "0"],
+               ["--prompt", "a", "--prompt_ids", "1"], []):
+    with pytest.raises(SystemExit):
+      parse_args(["--checkpoint", str(checkpoint), *argv])
+
+
+def test_the_function_survives_an_import_of_the_module(model):
+  module = importlib.import_module("mamba_jax.generate")
+  assert mamba_jax.generate is module  # what Python does to the package attribute on import
+  prompt = jnp.asarray([[1, 2, 3]])
+  expected = decode.generate(model, prompt, 4, temperature=0.0)
+  np.testing.assert_array_equal(mamba_jax.generate(model, prompt, 4, temperature=0.0), expected)
+  from mamba_jax import generate
+  np.testing.assert_array_equal(generate(model, prompt, 4, temperature=0.0), expected)
+  assert "generate" in mamba_jax.__all__
