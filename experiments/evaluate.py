@@ -8,7 +8,7 @@ import os
 
 from absl import app, flags
 
-from experiments import parallel, tasks, train
+from experiments import parallel, studies, train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.")
 flags.mark_flag_as_required("workdir")
@@ -20,7 +20,7 @@ def evaluate(workdir):
     raise FileNotFoundError(f"{workdir} has no {train.CONFIG_FILE}: not a training run's workdir")
   config = train.read_config(workdir)
   mesh = parallel.make_mesh()
-  task = tasks.make(config, mesh)
+  task = studies.make_task(config, mesh)
   state, checkpointer, step = train.restore_or_init(task, config, workdir, mesh)
   checkpointer.close()
   if step == 0:

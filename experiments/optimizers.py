@@ -10,8 +10,8 @@ SCHEDULES = ("constant", "cosine", "warmup_constant", "warmup_cosine")
 
 def make_schedule(config, total_steps):
   """config: learning_rate, schedule, warmup_steps, end_learning_rate_factor."""
-  lr, warmup = config.learning_rate, config.get("warmup_steps", 0)
-  end = lr * config.get("end_learning_rate_factor", 0.0)
+  lr, warmup = config.learning_rate, config.warmup_steps
+  end = lr * config.end_learning_rate_factor
   if config.schedule not in SCHEDULES:
     raise ValueError(f"config.optimizer.schedule = {config.schedule!r}; expected one of "
                      f"{SCHEDULES}")
@@ -28,12 +28,13 @@ def make_schedule(config, total_steps):
 
 def make_optimizer(config, total_steps, params):
   """config (the `optimizer` ConfigDict): name, learning_rate, schedule, weight_decay,
-  grad_clip_norm (0 disables), b1, b2, eps. Weight decay spares A_log, D, biases and norms."""
+  grad_clip_norm (0 disables), b1, b2, eps, warmup_steps, end_learning_rate_factor: every field
+  is set in the study's config file. Weight decay spares A_log, D, biases and norms."""
   if config.name not in OPTIMIZERS:
     raise ValueError(f"config.optimizer.name = {config.name!r}; expected one of {OPTIMIZERS}")
   schedule = make_schedule(config, total_steps)
-  betas = dict(b1=config.get("b1", 0.9), b2=config.get("b2", 0.999), eps=config.get("eps", 1e-8))
-  decay = config.get("weight_decay", 0.0)
+  betas = dict(b1=config.b1, b2=config.b2, eps=config.eps)
+  decay = config.weight_decay
   mask = weight_decay_mask(params)
   if config.name == "adam":
     if decay:
@@ -43,5 +44,5 @@ def make_optimizer(config, total_steps, params):
     core = optax.adamw(schedule, weight_decay=decay, mask=mask, **betas)
   else:
     core = optax.lamb(schedule, weight_decay=decay, mask=mask, **betas)
-  clip = config.get("grad_clip_norm", 0.0)
+  clip = config.grad_clip_norm
   return optax.chain(optax.clip_by_global_norm(clip), core) if clip else core

@@ -9,6 +9,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from experiments import host_batch
+
 DATA_AXIS = "data"
 
 
@@ -28,14 +30,10 @@ def make_mesh():
   return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
 
 
-def check_global_batch(global_batch, mesh):
-  """The global batch must split evenly over devices (and so over hosts)."""
-  if global_batch % mesh.size:
-    raise ValueError(f"config.batch_size = {global_batch} is not divisible by the number of "
-                     f"devices, {mesh.size} ({jax.process_count()} host(s) x "
-                     f"{jax.local_device_count()} local device(s)); choose a multiple of "
-                     f"{mesh.size}")
-  return global_batch // jax.process_count()
+def host_batch_size(global_batch, mesh):
+  """The examples this host reads per step; the global batch must split evenly over the mesh's
+  devices (and so over hosts)."""
+  return host_batch.host_batch_size(global_batch, jax.process_count(), mesh.size)
 
 
 def replicated(mesh):

@@ -1,9 +1,10 @@
 """The training loop shared by every study: `train_and_evaluate(config, workdir)`.
 
-A study is a task (experiments/tasks/): it builds the training state, defines one training step,
-produces the batch of a given step and evaluates a trained state. This loop owns what they share:
-the device mesh (data parallel over every device of every host), jit, orbax checkpoints and exact
-resume, metrics, the non-finite-loss stop and clean exit on SIGTERM.
+A study provides a task (the contract in experiments/task.py): it builds the training state,
+defines one training step, produces the batch of a given step and evaluates a trained state.
+This loop owns what they share: the device mesh (data parallel over every device of every host),
+jit, orbax checkpoints and exact resume, metrics, the non-finite-loss stop and clean exit on
+SIGTERM.
 """
 
 import json
@@ -14,7 +15,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import checkpointing, metrics, parallel, preemption, tasks
+from experiments import checkpointing, metrics, parallel, preemption, studies
 
 CONFIG_FILE = "config.json"
 
@@ -40,7 +41,7 @@ def restore_or_init(task, config, workdir, mesh):
                          parallel.replicated(mesh))
   checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                             config.checkpoint_every_steps,
-                                            config.get("checkpoints_to_keep", 3))
+                                            config.checkpoints_to_keep)
   start = checkpointer.latest_step()
   if start is None:
     return state, checkpointer, 0
@@ -49,7 +50,8 @@ def restore_or_init(task, config, workdir, mesh):
 
 
 def train_and_evaluate(config, workdir):
-  """Trains `config.task` for config.num_train_steps, then evaluates; returns the final state.
+  """Trains the task of `config.study` for config.num_train_steps, then evaluates; returns the
+  final state.
 
   Restarting with the same workdir resumes from the latest checkpoint and ends with the same
   parameters as an uninterrupted run. SIGTERM saves a checkpoint and returns early.
@@ -57,8 +59,8 @@ def train_and_evaluate(config, workdir):
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh()
-  parallel.check_global_batch(config.batch_size, mesh)
-  task = tasks.make(config, mesh)
+  parallel.host_batch_size(config.batch_size, mesh)  # fails before any data is read
+  task = studies.make_task(config, mesh)
   write_config(config, workdir)
   state, checkpointer, start = restore_or_init(task, config, workdir, mesh)
   total = config.num_train_steps

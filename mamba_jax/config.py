@@ -1,7 +1,8 @@
 """`MambaConfig`: every knob of the Mamba models in one frozen, validated dataclass.
 
-Defaults are mamba_ssm's (DESIGN.md section 3). Validation happens at construction so that a bad
-value fails where it was written, with the field's name in the message, not deep inside a trace.
+Defaults are mamba_ssm's (docs/design.md section 3.1). Validation happens at construction so
+that a bad value fails where it was written, with the field's name in the message, not deep
+inside a trace.
 """
 
 import dataclasses
@@ -30,8 +31,8 @@ class MambaConfig:
   vocab_size, pad_vocab_size_multiple, tie_embeddings: token models only (None for continuous ones).
   initializer_range: std of the token embedding. rescale_prenorm_residual: scale out_proj's init by
     1/sqrt(n_layers) as mamba_ssm's `_init_weights`.
-  discretization: "fixed" or "length_adaptive" (DESIGN.md section 4); length_ref is L_ref, required
-    for "length_adaptive".
+  discretization: "fixed" or "length_adaptive" (docs/design.md section 4); length_ref is L_ref,
+    required for "length_adaptive".
   scan_implementation, scan_interpret, scan_chunk_size: passed to `selective_scan` as its
     implementation and that implementation's options (chunk size: "xla" or "pallas"; interpret:
     "pallas"); a setting the implementation has no option for raises when the block is built.

@@ -11,16 +11,7 @@ import itertools
 import grain
 import numpy as np
 
-
-def local_batch_size(global_batch, process_count):
-  """The per-host batch; ValueError when the global batch does not split evenly."""
-  if global_batch <= 0 or process_count <= 0:
-    raise ValueError(f"global batch ({global_batch}) and process count ({process_count}) must be "
-                     "positive.")
-  if global_batch % process_count:
-    raise ValueError(f"Global batch {global_batch} is not divisible by the process count "
-                     f"{process_count}: each host must read an equal slice.")
-  return global_batch // process_count
+from experiments import host_batch
 
 
 def stream(source, seed, shuffle=True):
@@ -40,15 +31,13 @@ def batches(source, global_batch, seed, start_step=0, process_index=0, process_c
   the host, and every host layout sees the same data. shuffle=False keeps the source order
   (evaluation); the stream wraps around at the end of the source either way.
   """
-  local = local_batch_size(global_batch, process_count)
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} is outside [0, {process_count}).")
+  host_batch.host_examples(start_step, global_batch, process_index, process_count)  # checks
   ds = stream(source, seed, shuffle)
   steps = itertools.count(start_step) if num_steps is None else range(start_step,
                                                                       start_step + num_steps)
   for step in steps:
-    first = step * global_batch + process_index * local
-    examples = [ds[i] for i in range(first, first + local)]
+    examples = [ds[int(i)] for i in host_batch.host_examples(step, global_batch, process_index,
+                                                             process_count)]
     yield {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from experiments.data import digits, omniglot, prepared
 
-# Sizes used when image_size is None: digits upscaled for patches, Omniglot as in DESIGN 6A.
+# Sizes used when image_size is None: digits upscaled for patches, Omniglot as in
+# docs/design.md section 6A.
 DEFAULT_IMAGE_SIZE = {"digits": 32, "omniglot": 128}
 # ITU-R BT.601 luma, as PIL's "L" conversion uses.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments.models.bootstrap import bootstrap_band
+from experiments.bootstrap import bootstrap_band
 
 
 def _errors(prompts, positions=5, seed=0):

@@ -12,7 +12,9 @@ from experiments import optimizers
 
 def _config(**overrides):
   c = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-2, schedule="constant",
-                                     warmup_steps=0, weight_decay=0.1, grad_clip_norm=0.0))
+                                     warmup_steps=0, end_learning_rate_factor=0.0,
+                                     weight_decay=0.1, grad_clip_norm=0.0, b1=0.9, b2=0.999,
+                                     eps=1e-8))
   c.update(overrides)
   return c
 

@@ -19,7 +19,7 @@ def test_global_batch_is_sharded_over_the_data_axis():
 def test_indivisible_global_batch_is_refused_with_the_device_count():
   mesh = parallel.make_mesh()
   if mesh.size == 1:
-    assert parallel.check_global_batch(5, mesh) == 5
+    assert parallel.host_batch_size(5, mesh) == 5
     pytest.skip("needs more than one device to be indivisible (covered in test_train's 8-device run)")
   with pytest.raises(ValueError, match=f"not divisible by the number of devices, {mesh.size}"):
-    parallel.check_global_batch(mesh.size + 1, mesh)
+    parallel.host_batch_size(mesh.size + 1, mesh)

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from experiments import optimizers
-from experiments.tasks.side_by_side import SideBySide, model_names
+from experiments.side_by_side import SideBySide, model_names
 
 
 class _Lines(SideBySide):
@@ -22,15 +22,17 @@ class _Lines(SideBySide):
     return jnp.mean(jnp.square(model(batch["x"]) - 2 * batch["x"]))
 
 
-def _config(models="narrow,wide"):
+def _config(models=("narrow", "wide")):
   return ml_collections.ConfigDict({
       "models": models, "num_train_steps": 10,
-      "optimizer": {"name": "adam", "learning_rate": 0.1, "schedule": "constant"}})
+      "optimizer": {"name": "adam", "learning_rate": 0.1, "schedule": "constant",
+                    "warmup_steps": 0, "end_learning_rate_factor": 0.0, "weight_decay": 0.0,
+                    "grad_clip_norm": 0.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8}})
 
 
 def test_model_names_parse_and_validate():
-  assert model_names(_config(" narrow , wide"), ("narrow", "wide")) == ["narrow", "wide"]
-  for bad in ("", "narrow,deep", "wide,wide"):
+  assert model_names(_config(("narrow", "wide")), ("narrow", "wide")) == ["narrow", "wide"]
+  for bad in ((), ("narrow", "deep"), ("wide", "wide"), "narrow,wide"):
     with pytest.raises(ValueError, match="config.models"):
       model_names(_config(bad), ("narrow", "wide"))
 
@@ -38,6 +40,7 @@ def test_model_names_parse_and_validate():
 def test_each_model_steps_as_if_trained_alone():
   config = _config()
   task = _Lines(config, ["narrow", "wide"])
+  assert task.graphdef("wide") is not None  # known before init_state
   state = task.init_state(jax.random.key(0))
   batch = {"x": jnp.linspace(0.5, 2, 8)[:, None]}  # non-zero mean: no ~0 gradients
   new_state, metrics = jax.jit(task.train_step)(state, batch)

@@ -22,15 +22,17 @@ OMNIGLOT_DIR = os.environ.get("OMNIGLOT_DIR", os.path.join(ROOT, "..", "shared",
 
 # A study-A run small enough to compile and train in seconds.
 TINY = [
-    "--config.models=mamba", "--config.batch_size=8", "--config.num_train_steps=6",
+    "--config.models=(\"mamba\",)", "--config.batch_size=8", "--config.num_train_steps=6",
     "--config.log_every_steps=1", "--config.checkpoint_every_steps=2",
     "--config.data.image_size=16", "--config.sequence.train_length_min=2",
     "--config.sequence.train_length_max=4", "--config.sequence.num_queries=4",
-    "--config.model.n_layers=1", "--config.model.d_state=4", "--config.eval.lengths=1,2",
-    "--config.eval.num_examples=8", "--config.eval.batch_size=8", "--config.eval.grid_lengths=2",
+    "--config.model.mamba.n_layers=1", "--config.model.mamba.d_state=4",
+    "--config.model.transformer.n_layers=1", "--config.eval.lengths=(1,2)",
+    "--config.eval.num_examples=8", "--config.eval.batch_size=8", "--config.eval.grid_lengths=(2,)",
     "--config.eval.grid_images=1",
 ]
-DIGITS = os.path.join(ROOT, "experiments", "configs", "reconstruction_digits.py")
+STUDY_A = os.path.join(ROOT, "experiments", "studies", "length_generalisation", "configs")
+DIGITS = os.path.join(STUDY_A, "digits.py")
 
 
 def _env(devices=1, **extra):
@@ -197,16 +199,17 @@ def test_missing_tfds_data_set_fails_fast_with_instructions(tmp_path):
 @pytest.mark.skipif(not os.path.isdir(OMNIGLOT_DIR),
                     reason=f"Omniglot archives not found at {OMNIGLOT_DIR} (set OMNIGLOT_DIR)")
 def test_omniglot_config_smoke_run(data_dir, tmp_path):
-  config = os.path.join(ROOT, "experiments", "configs", "reconstruction_omniglot.py")
+  config = os.path.join(STUDY_A, "omniglot.py")
   _train(str(tmp_path), f"--config.data.omniglot_dir={OMNIGLOT_DIR}",
-         "--config.data.image_size=32", "--config.num_train_steps=2", "--config.eval.lengths=2",
+         "--config.data.image_size=32", "--config.num_train_steps=2", "--config.eval.lengths=(2,)",
          config=config, data_dir=data_dir)
   assert os.path.exists(os.path.join(tmp_path, "eval", "length_sweep.csv"))
 
 
 def test_every_model_variant_trains_and_evaluate_cli_rewrites_eval(data_dir, tmp_path):
   workdir = str(tmp_path)
-  _train(workdir, "--config.models=mamba,mamba_length_adaptive,mamba_length_token,transformer",
+  _train(workdir, "--config.models=('mamba','mamba_length_adaptive','mamba_length_token',"
+         "'transformer')",
          "--config.num_train_steps=2", data_dir=data_dir)
   os.remove(os.path.join(workdir, "eval", "length_sweep.csv"))
   subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}"],

@@ -4,7 +4,7 @@ import numpy as np
 
 from mamba_jax.config import MambaConfig
 
-# mamba_ssm's float32 tolerances (DESIGN.md section 2).
+# mamba_ssm's float32 tolerances (docs/design.md section 2.7).
 RTOL, ATOL = 6e-4, 2e-3
 
 

@@ -1,4 +1,5 @@
-"""Classical in-context baselines for study B (DESIGN.md 6B), as in Garg et al. 2022.
+"""Classical in-context baselines for study B (docs/design.md section 6B), as in Garg et al.
+2022.
 
 Every estimator maps prompts xs (batch, n, d), ys (batch, n) to predictions (batch, n) where
 position i uses only the i previous pairs (x_j, y_j), j < i, and position 0 predicts 0. They run

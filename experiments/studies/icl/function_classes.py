@@ -1,4 +1,5 @@
-"""Study B's in-context function-class tasks (DESIGN.md 6B; Garg et al. 2022, Grazzi et al. 2024).
+"""Study B's function classes for in-context regression (docs/design.md section 6B; Garg et al.
+2022, Grazzi et al. 2024).
 
 A prompt holds n points x_1..x_n in R^d and y_i = f(x_i) for one function f drawn per prompt.
 Every random choice is a pure function of (key, global example index, point number):
@@ -10,7 +11,8 @@ any longer prompt with the same key and index (extrapolation reads prefixes of o
 Conventions follow Garg et al.'s code, which Grazzi et al. reuse:
 - Curriculum: inputs are drawn in R^d and coordinates >= d_active are set to zero; the function
   is drawn over all d coordinates (sparse supports and tree split coordinates may fall on
-  inactive, zero coordinates early in training, as in the paper's runs).
+  inactive, zero coordinates early in training). The paper draws the sparse support among the
+  active dimensions only: a known deviation (docs/design.md section 6B).
 - Error normalisation: squared error divided by the active dimension for the dense tasks
   (linear, noisy, skewed linear, ReLU nets), whose outputs have variance d_active; by k = 3 for
   sparse linear regression (variance k once d_active = d); by 1 for trees (leaf values N(0, 1)).
@@ -98,7 +100,7 @@ def skewed_input_root(d):
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
+class FunctionClass:
   """A function class: how to draw f, apply it, and scale its squared error."""
   name: str
   draw: Callable
@@ -117,23 +119,25 @@ def _active_dimension(d_active):
 _LR_POINTS = (11, 41, 2)
 _WIDE_POINTS = (26, 101, 5)
 
-TASKS = {task.name: task for task in (
-    Task("linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS),
-    Task("sparse_linear_regression", draw_sparse_linear, apply_linear, lambda _: SPARSITY,
-         _LR_POINTS),
-    Task("relu_2nn", draw_relu_2nn, apply_relu_2nn, _active_dimension, _WIDE_POINTS),
-    Task("decision_tree", draw_decision_tree, apply_decision_tree, lambda _: 1, _WIDE_POINTS),
-    Task("noisy_linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS,
-         noise_std=NOISE_STD, evaluation_only=True),
-    Task("skewed_linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS,
-         skewed_inputs=True, evaluation_only=True),
+_FC = FunctionClass
+FUNCTION_CLASSES = {fc.name: fc for fc in (
+    _FC("linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS),
+    _FC("sparse_linear_regression", draw_sparse_linear, apply_linear, lambda _: SPARSITY,
+        _LR_POINTS),
+    _FC("relu_2nn", draw_relu_2nn, apply_relu_2nn, _active_dimension, _WIDE_POINTS),
+    _FC("decision_tree", draw_decision_tree, apply_decision_tree, lambda _: 1, _WIDE_POINTS),
+    _FC("noisy_linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS,
+        noise_std=NOISE_STD, evaluation_only=True),
+    _FC("skewed_linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS,
+        skewed_inputs=True, evaluation_only=True),
 )}
 
 
-def get_task(name):
-  if name not in TASKS:
-    raise ValueError(f"Unknown in-context task {name!r}; expected one of {sorted(TASKS)}.")
-  return TASKS[name]
+def get_function_class(name):
+  if name not in FUNCTION_CLASSES:
+    raise ValueError(f"Unknown function class {name!r}; expected one of "
+                     f"{sorted(FUNCTION_CLASSES)}.")
+  return FUNCTION_CLASSES[name]
 
 
 def draw_inputs(key, n_points, d, d_active, root=None):
@@ -146,43 +150,43 @@ def draw_inputs(key, n_points, d, d_active, root=None):
   return jnp.where(jnp.arange(d) < d_active, xs, 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("task_name", "n_points", "d"))
-def _batch(key, example_index, d_active, task_name, n_points, d):
-  task = TASKS[task_name]
-  root = jnp.asarray(skewed_input_root(d)) if task.skewed_inputs else None
+@functools.partial(jax.jit, static_argnames=("class_name", "n_points", "d"))
+def _batch(key, example_index, d_active, class_name, n_points, d):
+  fc = FUNCTION_CLASSES[class_name]
+  root = jnp.asarray(skewed_input_root(d)) if fc.skewed_inputs else None
 
   def one(index):
     example_key = jax.random.fold_in(key, index)
     xs = draw_inputs(jax.random.fold_in(example_key, 0), n_points, d, d_active, root)
-    params = task.draw(jax.random.fold_in(example_key, 1), d)
-    ys = task.apply(params, xs)
-    if task.noise_std:
+    params = fc.draw(jax.random.fold_in(example_key, 1), d)
+    ys = fc.apply(params, xs)
+    if fc.noise_std:
       noise_key = jax.random.fold_in(example_key, 2)
       noise = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(noise_key, i)))(
           jnp.arange(n_points, dtype=jnp.uint32))
-      ys = ys + task.noise_std * noise
+      ys = ys + fc.noise_std * noise
     return {"xs": xs, "ys": ys, "function": params}
 
   return jax.vmap(one)(example_index)
 
 
-def icl_batch(key, task_name, n_points, *, batch_size=None, example_index=None, d=DEFAULT_DIM,
+def icl_batch(key, class_name, n_points, *, batch_size=None, example_index=None, d=DEFAULT_DIM,
               d_active=None):
   """One batch of prompts, generated on device.
 
   Args:
     key: the run's data key (the same for every step and host).
-    task_name: a key of TASKS.
+    class_name: a key of FUNCTION_CLASSES.
     n_points: points per prompt (static: one compilation per value).
     batch_size: with example_index None, the examples are arange(batch_size).
-    example_index: (batch,) global stream positions of the examples (see example_indices).
+    example_index: (batch,) global stream positions of the examples (experiments.host_batch).
     d: input dimension (static). d_active: the curriculum's active dimension (traced; None = d).
 
   Returns:
     dict with xs (batch, n_points, d) float32, ys (batch, n_points) float32 and "function",
     the drawn parameters stacked over the batch (e.g. "w" (batch, d) for the linear tasks).
   """
-  get_task(task_name)
+  get_function_class(class_name)
   if example_index is None:
     if batch_size is None:
       raise ValueError("Pass batch_size or example_index.")
@@ -191,16 +195,7 @@ def icl_batch(key, task_name, n_points, *, batch_size=None, example_index=None, 
   if batch_size is not None and example_index.shape != (batch_size,):
     raise ValueError(f"example_index has shape {example_index.shape}, batch_size {batch_size}.")
   d_active = d if d_active is None else d_active
-  return _batch(key, example_index, jnp.asarray(d_active, jnp.int32), task_name, n_points, d)
-
-
-def example_indices(step, global_batch, process_index=0, process_count=1):
-  """This host's global example indices at `step`: its slice of [step B, (step + 1) B)."""
-  if global_batch % process_count:
-    raise ValueError(f"Global batch {global_batch} does not split over {process_count} hosts.")
-  local = global_batch // process_count
-  first = step * global_batch + process_index * local
-  return np.arange(first, first + local, dtype=np.int64)
+  return _batch(key, example_index, jnp.asarray(d_active, jnp.int32), class_name, n_points, d)
 
 
 # Curriculum (Garg et al.): a value starts at `start` and grows by `increment` every `interval`
@@ -226,9 +221,9 @@ def curriculum_at(step, curriculum):
   return value("dims"), value("points")
 
 
-def default_curriculum(task_name, d=DEFAULT_DIM, interval=2000):
-  """The paper's curriculum: dims 5 -> d (+1), points as the task's (start, end, increment)."""
-  start, end, increment = get_task(task_name).points
+def default_curriculum(class_name, d=DEFAULT_DIM, interval=2000):
+  """The paper's curriculum: dims 5 -> d (+1), points as the class's (start, end, increment)."""
+  start, end, increment = get_function_class(class_name).points
   return {"dims": {"start": min(5, d), "end": d, "increment": 1, "interval": interval},
           "points": {"start": start, "end": end, "increment": increment, "interval": interval}}
 
@@ -252,11 +247,11 @@ def read_predictions(outputs):
   return outputs[:, ::2]
 
 
-def error_scale(task_name, d_active):
+def error_scale(class_name, d_active):
   """The divisor of the squared error (see the module docstring)."""
-  return get_task(task_name).error_scale(d_active)
+  return get_function_class(class_name).error_scale(d_active)
 
 
-def normalised_squared_error(predictions, ys, task_name, d_active):
-  """(batch, n) squared error per position over the task's scale: predicting 0 scores ~1."""
-  return jnp.square(predictions - ys) / error_scale(task_name, d_active)
+def normalised_squared_error(predictions, ys, class_name, d_active):
+  """(batch, n) squared error per position over the class's scale: predicting 0 scores ~1."""
+  return jnp.square(predictions - ys) / error_scale(class_name, d_active)

@@ -1,11 +1,12 @@
-"""Sequence models that regress in context (study B, DESIGN.md 6B; Grazzi et al. 2024).
+"""Sequence models that regress in context (study B, docs/design.md section 6B; Grazzi et al.
+2024).
 
 A prompt x_1, y_1, x_2, y_2, ... (tokens in R^d, y zero-padded to d) goes through a linear
 embedding, a backbone and a linear read-out to one number per token; the outputs at the x
-tokens are the predictions (`experiments.data.read_predictions`).
+tokens are the predictions (`function_classes.read_predictions`).
 
 Variants (the `models` list of an icl config): "mamba" (fixed step), "mamba_length_adaptive"
-(the step scales with the prompt's token count, DESIGN.md section 4), "transformer" (GPT-2
+(the step scales with the prompt's token count, docs/design.md section 4), "transformer" (GPT-2
 style, no positional encoding), "s4d" (non-selective diagonal SSM). Each reads its sizes from
 config.model.<family>, family = mamba | transformer | s4d.
 """
@@ -14,8 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import mamba_jax
-from mamba_jax.baselines.s4d import S4DModel
-from mamba_jax.baselines.transformer import CausalTransformer
+from experiments import model_builders
 
 VARIANTS = ("mamba", "mamba_length_adaptive", "transformer", "s4d")
 
@@ -32,23 +32,19 @@ class ICLRegressor(nnx.Module):
     if variant not in VARIANTS:
       raise ValueError(f"Unknown in-context model {variant!r}; expected one of {VARIANTS}")
     self.variant = variant
-    c = model_config[family(variant)]
+    section = model_config[family(variant)]
+    study_fields = ("learning_rate",)  # read by the task: per-family learning rates
     if variant == "transformer":
-      self.backbone = CausalTransformer(d, 1, d_model=c.d_model, n_layers=c.n_layers,
-                                        n_heads=c.n_heads, rngs=rngs)
+      self.backbone = model_builders.causal_transformer(section, d, 1, rngs=rngs,
+                                                        ignore=study_fields)
     elif variant == "s4d":
-      self.backbone = S4DModel(d, 1, d_model=c.d_model, n_layers=c.n_layers, d_state=c.d_state,
-                               scan_implementation=c.scan_implementation, rngs=rngs)
+      self.backbone = model_builders.s4d_model(section, d, 1, rngs=rngs, ignore=study_fields)
     else:
       adaptive = variant == "mamba_length_adaptive"
-      self.backbone = mamba_jax.MambaModel(
-          mamba_jax.MambaConfig(
-              d_model=c.d_model, n_layers=c.n_layers, d_state=c.d_state, d_conv=c.d_conv,
-              expand=c.expand, dt_rank=c.dt_rank,
-              discretization="length_adaptive" if adaptive else "fixed",
-              length_ref=c.length_ref if adaptive else None,
-              scan_implementation=c.scan_implementation, remat=c.get("remat", False)),
-          d, 1, rngs=rngs)
+      config = model_builders.mamba_config(
+          section, ignore=study_fields, discretization="length_adaptive" if adaptive else "fixed",
+          length_ref=section.length_ref if adaptive else None)
+      self.backbone = mamba_jax.MambaModel(config, d, 1, rngs=rngs)
 
   def __call__(self, prompt, return_residuals=False):
     """prompt (batch, tokens, d) -> outputs (batch, tokens) float32; with return_residuals
@@ -59,9 +55,9 @@ class ICLRegressor(nnx.Module):
       return _channel(result[0]), result[1]
     return _channel(result)
 
-  def decode(self, residual):
+  def read_out_residual(self, residual):
     """A residual stream through the final norm and read-out: what that layer would predict."""
-    return _channel(self.backbone.decode(residual))
+    return _channel(self.backbone.read_out_residual(residual))
 
 
 def _channel(outputs):

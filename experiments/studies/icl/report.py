@@ -1,4 +1,4 @@
-"""Study B's evaluation outputs in workdir/eval/:
+"""Study B's evaluation outputs in workdir/eval/ (the "task" column names the function class):
 
 icl_curves.csv (task, model, n_points, error, lo, hi, prompts): normalised squared error of the
 prediction after n_points in-context examples, mean over evaluation prompts with a bootstrap
@@ -21,10 +21,10 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from experiments import data, parallel
-from experiments.data import icl_tasks
-from experiments.models.bootstrap import bootstrap_band
-from experiments.models.icl_estimators import get_estimator
+from experiments import parallel
+from experiments.bootstrap import bootstrap_band
+from experiments.studies.icl import function_classes
+from experiments.studies.icl.estimators import get_estimator
 from mamba_jax import count_parameters
 
 matplotlib.use("Agg")
@@ -40,19 +40,14 @@ PROBING_PNG = "probing.png"
 SLOW_BASELINES = ("lasso", "tree", "xgboost")
 
 
-def _names(text):
-  return [name.strip() for name in str(text).split(",") if name.strip()]
-
-
 def _gather(x):
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def evaluation_prompts(task, task_name, n_prompts, n_points):
+def evaluation_prompts(task, class_name, n_prompts, n_points):
   """The first n_prompts prompts of the evaluation stream, as sharded batches (device arrays)."""
   batch_size = task.config.eval.batch_size
-  parallel.check_global_batch(batch_size, task.mesh)
-  return [task.prompts(task.eval_key, task_name, n_points, first, batch_size)
+  return [task.prompts(task.eval_key, class_name, n_points, first, batch_size)
           for first in range(0, n_prompts, batch_size)]
 
 
@@ -60,7 +55,8 @@ def _predict_fn(task, name):
   graphdef = task.graphdef(name)
 
   def predict(params, xs, ys):
-    return data.read_predictions(nnx.merge(graphdef, params)(data.make_prompt(xs, ys)))
+    model = nnx.merge(graphdef, params)
+    return function_classes.read_predictions(model(function_classes.make_prompt(xs, ys)))
 
   return jax.jit(predict, out_shardings=parallel.replicated(task.mesh))
 
@@ -84,12 +80,12 @@ def _layer_query_fn(task, name, n_context):
     model = nnx.merge(graphdef, params)
     batch, points, d = xs.shape
     queries = points - n_context
-    context = data.make_prompt(xs[:, :n_context], ys[:, :n_context])
+    context = function_classes.make_prompt(xs[:, :n_context], ys[:, :n_context])
     sequences = jnp.concatenate(
         [jnp.repeat(context[:, None], queries, axis=1), xs[:, n_context:, None]], axis=2)
     _, residuals = model(sequences.reshape(batch * queries, 2 * n_context + 1, d),
                          return_residuals=True)
-    return jnp.stack([model.decode(r[:, -1:])[:, 0].reshape(batch, queries)
+    return jnp.stack([model.read_out_residual(r[:, -1:])[:, 0].reshape(batch, queries)
                       for r in residuals])
 
   return jax.jit(predict, out_shardings=parallel.replicated(task.mesh))
@@ -111,20 +107,21 @@ def host_prompts(batches, n_prompts):
   return jax.tree.map(lambda *parts: np.concatenate(parts)[:n_prompts], *gathered)
 
 
-def curve_rows(task_name, model, errors, config):
+def curve_rows(class_name, model, errors, config):
   """Rows of icl_curves.csv for one model: errors (prompts, n_points)."""
   mean, lo, hi = bootstrap_band(errors, seed=config.seed, level=config.eval.band_level,
                                 resamples=config.eval.bootstrap_resamples)
-  return [{"task": task_name, "model": model, "n_points": i, "error": float(mean[i]),
+  return [{"task": class_name, "model": model, "n_points": i, "error": float(mean[i]),
            "lo": float(lo[i]), "hi": float(hi[i]), "prompts": errors.shape[0]}
           for i in range(errors.shape[1])]
 
 
-def baseline_errors(task_name, name, prompts, d_active, slow_prompts):
+def baseline_errors(class_name, name, prompts, d_active, slow_prompts):
   count = slow_prompts if name in SLOW_BASELINES else len(prompts["ys"])
   xs, ys = prompts["xs"][:count], prompts["ys"][:count]
   predictions = get_estimator(name)(xs, ys)
-  return np.asarray(icl_tasks.normalised_squared_error(predictions, ys, task_name, d_active))
+  errors = function_classes.normalised_squared_error(predictions, ys, class_name, d_active)
+  return np.asarray(errors)
 
 
 def probing_rows(task, layers, prompts, n_context):
@@ -134,11 +131,11 @@ def probing_rows(task, layers, prompts, n_context):
   layer's predictions on the query inputs, scored as ||w_l - w||^2 / scale, its expected error
   on fresh isotropic inputs (a layer that implements a linear predictor scores as that
   predictor would)."""
-  name = task.task_name
+  name = task.function_class
   queries = prompts["xs"][:, n_context:].astype(np.float64)
   targets = prompts["ys"][:, n_context:]
   w = prompts["function"]["w"]
-  scale = icl_tasks.error_scale(name, task.d)
+  scale = function_classes.error_scale(name, task.d)
   rows = []
   for model, decoded in layers.items():
     n_layers = max(decoded.shape[0] - 1, 1)
@@ -159,12 +156,12 @@ def write_csv(path, rows):
     writer.writerows(rows)
 
 
-def plot_curves(rows, task_name, training_points, trained, path):
+def plot_curves(rows, class_name, training_points, trained, path):
   """Trained models solid, baselines dashed; bands shaded."""
   fig, ax = plt.subplots(figsize=(6.4, 4.2))
-  models = dict.fromkeys(r["model"] for r in rows if r["task"] == task_name)
+  models = dict.fromkeys(r["model"] for r in rows if r["task"] == class_name)
   for model in models:
-    curve = [r for r in rows if r["task"] == task_name and r["model"] == model]
+    curve = [r for r in rows if r["task"] == class_name and r["model"] == model]
     n = [r["n_points"] for r in curve]
     style = "-" if model in trained else "--"
     line, = ax.plot(n, [r["error"] for r in curve], style, label=model, lw=1.6)
@@ -174,12 +171,11 @@ def plot_curves(rows, task_name, training_points, trained, path):
   ax.set_ylim(0, 1.25)
   ax.set_xlabel("in-context examples")
   ax.set_ylabel("normalised squared error")
-  ax.set_title(task_name.replace("_", " "))
+  ax.set_title(class_name.replace("_", " "))
   ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
-
 
 
 def plot_probing(rows, path):
@@ -206,11 +202,12 @@ def summary_rows(rows, training_points, parameters=None):
   parameters: {trained model: parameter count} (baselines get ""), for a fair comparison."""
   parameters = parameters or {}
   out = []
-  for task_name in dict.fromkeys(r["task"] for r in rows):
-    for model in dict.fromkeys(r["model"] for r in rows if r["task"] == task_name):
-      curve = {r["n_points"]: r for r in rows if r["task"] == task_name and r["model"] == model}
+  for class_name in dict.fromkeys(r["task"] for r in rows):
+    for model in dict.fromkeys(r["model"] for r in rows if r["task"] == class_name):
+      curve = {r["n_points"]: r for r in rows
+               if r["task"] == class_name and r["model"] == model}
       horizon, longest = curve[training_points - 1], curve[max(curve)]
-      out.append({"task": task_name, "model": model, "horizon": training_points - 1,
+      out.append({"task": class_name, "model": model, "horizon": training_points - 1,
                   "error_at_horizon": horizon["error"], "lo_at_horizon": horizon["lo"],
                   "hi_at_horizon": horizon["hi"], "longest": max(curve),
                   "error_at_longest": longest["error"], "lo_at_longest": longest["lo"],
@@ -231,41 +228,38 @@ def summary_markdown(summary):
 
 
 def write(task, state, out_dir):
-  """Evaluates every model and baseline on every task of config.eval.tasks; returns the rows."""
+  """Evaluates every model and baseline on every class of config.eval.function_classes; returns
+  the rows (checked settings: the task's construction)."""
   config = task.config
   evaluation = config.eval
   n_prompts, n_points = evaluation.num_prompts, evaluation.n_points
-  if n_points < task.training_points:
-    raise ValueError(f"config.eval.n_points = {n_points} is below the training number of "
-                     f"points, {task.training_points}")
-  if evaluation.probe_prompts and evaluation.probe_queries < task.d:
-    raise ValueError(f"config.eval.probe_queries = {evaluation.probe_queries} is below d = "
-                     f"{task.d}: a linear probe needs at least d queries")
   os.makedirs(out_dir, exist_ok=True)
   rows, probing = [], []
-  for task_name in _names(evaluation.tasks):
-    batches = evaluation_prompts(task, task_name, n_prompts, n_points)
+  for class_name in evaluation.function_classes:
+    batches = evaluation_prompts(task, class_name, n_prompts, n_points)
     predictions = model_predictions(task, state, batches, n_prompts)
     prompts = host_prompts(batches, n_prompts)
     for model, prediction in predictions.items():
-      errors = icl_tasks.normalised_squared_error(prediction, prompts["ys"], task_name, task.d)
-      rows += curve_rows(task_name, model, np.asarray(errors), config)
-    if task_name == task.task_name and "w" in prompts["function"] and evaluation.probe_prompts:
+      errors = function_classes.normalised_squared_error(prediction, prompts["ys"], class_name,
+                                                         task.d)
+      rows += curve_rows(class_name, model, np.asarray(errors), config)
+    probe = class_name == task.function_class and "w" in prompts["function"]
+    if probe and evaluation.probe_prompts:
       count, n_context = evaluation.probe_prompts, task.training_points - 1
-      probe_batches = evaluation_prompts(task, task_name, count,
+      probe_batches = evaluation_prompts(task, class_name, count,
                                          n_context + evaluation.probe_queries)
       layers = layer_query_predictions(task, state, probe_batches, count, n_context)
       probing = probing_rows(task, layers, host_prompts(probe_batches, count), n_context)
     if jax.process_index() == 0:
       slow = min(evaluation.slow_baseline_prompts, n_prompts)
-      for name in _names(evaluation.baselines.get(task_name, "")):
-        errors = baseline_errors(task_name, name, prompts, task.d, slow)
-        rows += curve_rows(task_name, name, errors, config)
+      for name in evaluation.baselines.get(class_name, ()):
+        errors = baseline_errors(class_name, name, prompts, task.d, slow)
+        rows += curve_rows(class_name, name, errors, config)
   if jax.process_index() == 0:
     write_csv(os.path.join(out_dir, CURVES_CSV), rows)
-    for task_name in _names(evaluation.tasks):
-      plot_curves(rows, task_name, task.training_points, task.names,
-                  os.path.join(out_dir, f"icl_{task_name}.png"))
+    for class_name in evaluation.function_classes:
+      plot_curves(rows, class_name, task.training_points, task.names,
+                  os.path.join(out_dir, f"icl_{class_name}.png"))
     parameters = {name: count_parameters(task.model(state, name)) for name in task.names}
     summary = summary_rows(rows, task.training_points, parameters)
     write_csv(os.path.join(out_dir, SUMMARY_CSV), summary)

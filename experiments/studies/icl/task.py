@@ -1,4 +1,5 @@
-"""Study B as a task: in-context regression of function classes (DESIGN.md 6B; Grazzi et al.).
+"""Study B as a task: in-context regression of function classes (docs/design.md section 6B;
+Grazzi et al. 2024).
 
 Every model named in config.models trains side by side on the same prompts. A step's prompts are
 generated on the devices, sharded like the batch, from (seed, global example index) alone; the
@@ -15,32 +16,54 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from experiments import data, parallel
-from experiments.data import icl_tasks
-from experiments.models.icl_regressor import VARIANTS, ICLRegressor, family
-from experiments.tasks import icl_report
-from experiments.tasks.side_by_side import SideBySide, model_names
+from experiments import host_batch, parallel
+from experiments.side_by_side import SideBySide, model_names
+from experiments.studies.icl import function_classes, report
+from experiments.studies.icl.estimators import get_estimator
+from experiments.studies.icl.model import VARIANTS, ICLRegressor, family
 
 
 class Task(SideBySide):
 
   def __init__(self, config, mesh):
-    super().__init__(config, model_names(config, VARIANTS))
     self.mesh = mesh
-    self.task_name = config.icl.task
-    if icl_tasks.get_task(self.task_name).evaluation_only:
-      raise ValueError(f"config.icl.task = {self.task_name!r} is for evaluation only (add it to "
-                       f"config.eval.tasks); train on one of "
-                       f"{sorted(n for n, t in icl_tasks.TASKS.items() if not t.evaluation_only)}")
+    self.function_class = config.icl.function_class
+    if function_classes.get_function_class(self.function_class).evaluation_only:
+      trainable = sorted(n for n, fc in function_classes.FUNCTION_CLASSES.items()
+                         if not fc.evaluation_only)
+      raise ValueError(f"config.icl.function_class = {self.function_class!r} is for evaluation "
+                       f"only (add it to config.eval.function_classes); train on one of "
+                       f"{trainable}")
     self.d = config.icl.d
     self.curriculum = config.icl.curriculum
-    last_step = max(config.num_train_steps - 1, 0)
-    self.training_points = icl_tasks.curriculum_at(last_step, self.curriculum)[1]
     if self.curriculum.dims.end > self.d:
       raise ValueError(f"config.icl.curriculum.dims.end = {self.curriculum.dims.end} exceeds "
                        f"config.icl.d = {self.d}")
+    last_step = max(config.num_train_steps - 1, 0)
+    self.training_points = function_classes.curriculum_at(last_step, self.curriculum)[1]
+    self._check_evaluation(config, mesh)
+    super().__init__(config, model_names(config, VARIANTS))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     self.eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+
+  def _check_evaluation(self, config, mesh):
+    """Every evaluation setting, checked before training rather than after it."""
+    evaluation = config.eval
+    if evaluation.n_points < self.training_points:
+      raise ValueError(f"config.eval.n_points = {evaluation.n_points} is below the training "
+                       f"number of points, {self.training_points}")
+    if evaluation.probe_prompts and evaluation.probe_queries < self.d:
+      raise ValueError(f"config.eval.probe_queries = {evaluation.probe_queries} is below d = "
+                       f"{self.d}: a linear probe needs at least d queries")
+    parallel.host_batch_size(evaluation.batch_size, mesh)
+    classes = evaluation.function_classes
+    if isinstance(classes, str) or not classes:
+      raise ValueError(f"config.eval.function_classes = {classes!r}; expected a non-empty tuple "
+                       f"of names from {sorted(function_classes.FUNCTION_CLASSES)}")
+    for name in classes:
+      function_classes.get_function_class(name)
+      for baseline in evaluation.baselines.get(name, ()):
+        get_estimator(baseline)
 
   def build(self, name, rng):
     return ICLRegressor(name, self.config.model, self.d, rngs=nnx.Rngs(rng))
@@ -48,43 +71,44 @@ class Task(SideBySide):
   def optimizer_config(self, name):
     """config.optimizer, with the model family's learning_rate if it sets one (S4D: 1e-3)."""
     optimizer = ml_collections.ConfigDict(self.config.optimizer.to_dict())
-    rate = self.config.model[family(name)].get("learning_rate", 0.0)
+    rate = self.config.model[family(name)].learning_rate
     if rate:
       optimizer.learning_rate = rate
     return optimizer
 
   def loss(self, model, batch):
-    predictions = data.read_predictions(model(data.make_prompt(batch["xs"], batch["ys"])))
+    prompt = function_classes.make_prompt(batch["xs"], batch["ys"])
+    predictions = function_classes.read_predictions(model(prompt))
     return jnp.mean(jnp.square(predictions - batch["ys"]))
 
   def train_step(self, state, batch):
     state, metrics = super().train_step(state, batch)
     d_active = batch["d_active"][0]
-    scale = icl_tasks.error_scale(self.task_name, d_active)
+    scale = function_classes.error_scale(self.function_class, d_active)
     for name in self.names:
       metrics[f"error_{name}"] = metrics[f"loss_{name}"] / scale  # normalised, as evaluated
     metrics["d_active"] = d_active.astype(jnp.float32)
     metrics["n_points"] = jnp.asarray(batch["ys"].shape[1], jnp.float32)
     return state, metrics
 
-  def prompts(self, key, task_name, n_points, first, global_batch, d_active=None):
+  def prompts(self, key, class_name, n_points, first, global_batch, d_active=None):
     """Examples first .. first + global_batch - 1 of a stream, generated sharded on the devices:
     dict of xs (batch, n_points, d), ys (batch, n_points) and the drawn "function"."""
-    local = icl_tasks.example_indices(0, global_batch, jax.process_index(),
-                                           jax.process_count()) + first
+    local = host_batch.host_examples(0, global_batch, jax.process_index(),
+                                     jax.process_count()) + first
     index = parallel.global_batch({"index": local.astype(np.uint32)}, self.mesh)["index"]
-    return data.icl_batch(key, task_name, n_points, example_index=index, d=self.d,
-                          d_active=d_active)
+    return function_classes.icl_batch(key, class_name, n_points, example_index=index, d=self.d,
+                                      d_active=d_active)
 
   def batch(self, step):
-    d_active, n_points = icl_tasks.curriculum_at(step, self.curriculum)
+    d_active, n_points = function_classes.curriculum_at(step, self.curriculum)
     batch_size = self.config.batch_size
-    generated = self.prompts(self.data_key, self.task_name, n_points, step * batch_size,
+    generated = self.prompts(self.data_key, self.function_class, n_points, step * batch_size,
                              batch_size, d_active)
-    local = parallel.check_global_batch(batch_size, self.mesh)
+    local = parallel.host_batch_size(batch_size, self.mesh)
     d_active_array = parallel.global_batch(
         {"d_active": np.full((local,), d_active, np.int32)}, self.mesh)["d_active"]
     return {"xs": generated["xs"], "ys": generated["ys"], "d_active": d_active_array}
 
   def evaluate(self, state, workdir):
-    icl_report.write(self, state, os.path.join(workdir, "eval"))
+    report.write(self, state, os.path.join(workdir, "eval"))

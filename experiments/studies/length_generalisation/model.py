@@ -1,4 +1,4 @@
-"""The image-reconstruction model of Rathjens et al. 2026 (DESIGN.md section 6A).
+"""The image-reconstruction model of Rathjens et al. 2026 (docs/design.md section 6A).
 
 Sequence: [length token] + L context patch tokens + a learned delimiter + Q query tokens; the
 backbone's outputs at the queries are the predicted patches. A patch token is the P x P pixels
@@ -7,10 +7,11 @@ d_token - 2, and the patch centre appended. A query token is a learned (d_token 
 the query centre appended. The output is linear + sigmoid, rescaled from [0, 1] to the images'
 [-1, 1] range.
 
-Variants (config `variant`): "mamba" (fixed step), "mamba_length_adaptive" (DESIGN.md section 4:
+Variants: "mamba" (fixed step), "mamba_length_adaptive" (docs/design.md section 4:
 the step scales with the number of context patches L), "mamba_length_token" (the paper's own
-variant: a linear embedding of L / 100 prepended), "transformer" (causal; no sequence-index positions: every token carries its 2-d centre, so
-nothing in it is tied to a maximum length).
+variant: a linear embedding of L / 100 prepended), "transformer" (causal; no sequence-index
+positions: every token carries its 2-d centre, so nothing in it is tied to a maximum length).
+Each reads its backbone's sizes from its config section (config.model.mamba or .transformer).
 """
 
 import jax
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import mamba_jax
-from mamba_jax.baselines.transformer import CausalTransformer
+from experiments import model_builders
 
 VARIANTS = ("mamba", "mamba_length_adaptive", "mamba_length_token", "transformer")
 _POSITION_FEATURES = 2
@@ -26,11 +27,12 @@ _POSITION_FEATURES = 2
 
 class PatchReconstructor(nnx.Module):
 
-  def __init__(self, config, *, patch_pixels, rngs):
-    """config: the model ConfigDict (variant, d_token, and the backbone's fields)."""
-    if config.variant not in VARIANTS:
-      raise ValueError(f"config.model.variant = {config.variant!r}; expected one of {VARIANTS}")
-    self.variant = config.variant
+  def __init__(self, variant, config, *, patch_pixels, rngs):
+    """variant: one of VARIANTS; config: the config.model ConfigDict (d_token, patch_channels,
+    and a section per backbone family)."""
+    if variant not in VARIANTS:
+      raise ValueError(f"Unknown reconstruction model {variant!r}; expected one of {VARIANTS}")
+    self.variant = variant
     d_token = config.d_token
     content = d_token - _POSITION_FEATURES
     self.patch_conv = nnx.Linear(patch_pixels, config.patch_channels, rngs=rngs)
@@ -38,19 +40,15 @@ class PatchReconstructor(nnx.Module):
     self.query = nnx.Param(0.02 * jax.random.normal(rngs.params(), (content,)))
     self.delimiter = nnx.Param(0.02 * jax.random.normal(rngs.params(), (d_token,)))
     self.length_embed = (nnx.Linear(1, d_token, rngs=rngs)
-                         if config.variant == "mamba_length_token" else None)
-    if config.variant == "transformer":
-      self.backbone = CausalTransformer(
-          d_token, patch_pixels, d_model=config.d_model, n_layers=config.n_layers,
-          n_heads=config.n_heads, rngs=rngs)
+                         if variant == "mamba_length_token" else None)
+    if variant == "transformer":
+      self.backbone = model_builders.causal_transformer(config.transformer, d_token,
+                                                        patch_pixels, rngs=rngs)
     else:
-      adaptive = config.variant == "mamba_length_adaptive"
-      mamba_config = mamba_jax.MambaConfig(
-          d_model=config.d_model, n_layers=config.n_layers, d_state=config.d_state,
-          d_conv=config.d_conv, expand=config.expand, dt_rank=config.dt_rank,
-          discretization="length_adaptive" if adaptive else "fixed",
-          length_ref=config.length_ref if adaptive else None,
-          scan_implementation=config.scan_implementation)
+      adaptive = variant == "mamba_length_adaptive"
+      mamba_config = model_builders.mamba_config(
+          config.mamba, discretization="length_adaptive" if adaptive else "fixed",
+          length_ref=config.mamba.length_ref if adaptive else None)
       self.backbone = mamba_jax.MambaModel(mamba_config, d_token, patch_pixels, rngs=rngs)
 
   def __call__(self, context_patches, context_positions, query_positions, n_context=None):
@@ -81,7 +79,7 @@ class PatchReconstructor(nnx.Module):
     if self.variant == "transformer":
       outputs = self.backbone(tokens, left_pad=left_pad)
     else:
-      # The length-adaptive step sees L = the number of context patches (DESIGN.md section 4).
+      # The length-adaptive step sees L = the number of context patches (docs/design.md 4.3).
       outputs = self.backbone(tokens, sequence_length=jnp.full((batch,), n_context),
                               left_pad=left_pad)
     return 2.0 * jax.nn.sigmoid(outputs[:, -n_queries:].astype(jnp.float32)) - 1.0
@@ -89,7 +87,7 @@ class PatchReconstructor(nnx.Module):
 
 def squared_error(model, batch):
   """Per-example mean squared pixel error at the queries, (batch,). batch holds the arrays of
-  `experiments.data.patch_sequences` and optionally n_context (batch,), equal over the batch."""
+  `patches.patch_sequences` and optionally n_context (batch,), equal over the batch."""
   n_context = batch["n_context"][0] if "n_context" in batch else None
   prediction = model(batch["context_patches"], batch["context_positions"],
                      batch["query_positions"], n_context)

@@ -1,4 +1,5 @@
-"""Study A's sequences (DESIGN.md 6A): random context patches with positions, then query patches.
+"""Study A's sequences (docs/design.md section 6A): random context patches with positions, then
+query patches.
 
 Every random choice is a pure function of (key, global example index, patch number):
   example key = fold_in(key, example_index); context patch i uses fold_in(fold_in(ek, 0), i),

@@ -6,7 +6,6 @@ patches and what it reconstructs, tile by tile, for a few evaluation images).
 """
 
 import csv
-import math
 import os
 
 import jax
@@ -16,7 +15,8 @@ import numpy as np
 from flax import nnx
 
 from experiments import data, parallel
-from experiments.models.patch_reconstruction import squared_error
+from experiments.studies.length_generalisation import patches
+from experiments.studies.length_generalisation.model import squared_error
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -25,27 +25,13 @@ SWEEP_CSV = "length_sweep.csv"
 SWEEP_PNG = "length_sweep.png"
 
 
-def _int_list(text):
-  return [int(x) for x in str(text).split(",") if x.strip()]
-
-
-def evaluation_batches(task, source, n_images):
-  """This host's evaluation images in fixed order, with weight 0 on wrapped-around examples."""
-  batch_size = task.config.eval.batch_size
-  parallel.check_global_batch(batch_size, task.mesh)
-  steps = math.ceil(n_images / batch_size)
-  for images in data.batches(source, batch_size, seed=0, shuffle=False, num_steps=steps,
-                             process_index=jax.process_index(),
-                             process_count=jax.process_count()):
-    yield images, (images["index"] < n_images).astype(np.float32)
-
-
 def length_sweep(task, state, source):
   """Rows {model, L, mse, n_images}: the mean squared pixel error at the queries."""
   config = task.config
   n_images = min(config.eval.num_examples, len(source))
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
-  batches = list(evaluation_batches(task, source, n_images))
+  batches = list(data.evaluation_batches(source, config.eval.batch_size, n_images,
+                                         task.mesh.size))
   rows = []
   for name in task.names:
     graphdef = task.graphdef(name)
@@ -55,10 +41,10 @@ def length_sweep(task, state, source):
       error = squared_error(nnx.merge(graphdef, params), batch)
       return jnp.sum(error * batch["weight"]), jnp.sum(batch["weight"])
 
-    for length in _int_list(config.eval.lengths):
+    for length in task.eval_lengths:
       total = count = 0.0
       for images, weight in batches:
-        sequences = data.patch_sequences(jnp.asarray(images["image"]), key, length,
+        sequences = patches.patch_sequences(jnp.asarray(images["image"]), key, length,
                                          config.sequence.num_queries, task.patch_size,
                                          images["index"])
         local = {k: np.asarray(v) for k, v in sequences.items()}
@@ -96,7 +82,7 @@ def tile_queries(image_size, patch_size):
   starts = np.arange(0, image_size - patch_size + 1, patch_size)
   ys, xs = np.meshgrid(starts + patch_size // 2, starts + patch_size // 2, indexing="ij")
   centres = np.stack([xs.ravel(), ys.ravel()], axis=-1)
-  return centres, np.asarray(data.image_patches.positions(jnp.asarray(centres), image_size))
+  return centres, np.asarray(patches.positions(jnp.asarray(centres), image_size))
 
 
 def assemble(tiles, image_size, patch_size):
@@ -123,8 +109,8 @@ def write_grids(task, state, source, out_dir):
   images = np.stack([source[i]["image"] for i in range(count)])
   centres, positions = tile_queries(size, patch)
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  lengths = _int_list(config.eval.grid_lengths)
-  contexts = {k: data.patch_sequences(jnp.asarray(images), key, k, 1, patch) for k in lengths}
+  lengths = task.grid_lengths
+  contexts = {k: patches.patch_sequences(jnp.asarray(images), key, k, 1, patch) for k in lengths}
   cmap = plt.get_cmap("gray").with_extremes(bad="0.6")
   for name in task.names:
     model = task.model(state, name)
@@ -135,7 +121,7 @@ def write_grids(task, state, source, out_dir):
       query = jnp.broadcast_to(jnp.asarray(positions), (count,) + positions.shape)
       tiles = np.asarray(model(context["context_patches"], context["context_positions"], query))
       context_centres = np.rint(np.asarray(context["context_positions"])
-                                * data.image_patches.POSITION_SCALE * size
+                                * patches.POSITION_SCALE * size
                                 + size / 2).astype(int)
       for row in range(count):
         axes[row, 1 + 2 * col].imshow(seen_image(images[row], context_centres[row], patch),

@@ -3,7 +3,7 @@
 Every model named in config.models trains side by side on the same batches (one optimiser
 each), so the length sweep compares them on equal terms. L is drawn per batch; the context is
 built at a bucket length >= L and the model left-pads the rest, so one compiled step serves a
-whole bucket (DESIGN.md 6A; mamba_jax's exact left padding).
+whole bucket (docs/design.md section 6A; mamba_jax's exact left padding).
 """
 
 import math
@@ -11,15 +11,14 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
 
-from experiments import data, parallel
-from experiments.models.patch_reconstruction import VARIANTS, PatchReconstructor, squared_error
-from experiments.tasks import reconstruction_report
-from experiments.tasks.side_by_side import SideBySide, model_names
+from experiments import config_values, data, parallel
+from experiments.side_by_side import SideBySide, model_names
+from experiments.studies.length_generalisation import patches, report
+from experiments.studies.length_generalisation.model import (VARIANTS, PatchReconstructor,
+                                                             squared_error)
 
 
 def length_buckets(min_length, max_length, count):
@@ -31,40 +30,28 @@ def length_buckets(min_length, max_length, count):
                 | {max_length})
 
 
-def open_source(config, split):
-  """The data set's split; with several processes, process 0 prepares it first (TFDS's
-  preparation is not safe to run concurrently into one data_dir)."""
-  kwargs = dict(data_dir=config.data.data_dir or None,
-                omniglot_dir=config.data.omniglot_dir or None,
-                image_size=config.data.image_size)
-  if jax.process_count() > 1:
-    if jax.process_index() == 0:
-      data.image_source(config.data.name, split, **kwargs)
-    multihost_utils.sync_global_devices(f"prepared {config.data.name}")
-  return data.image_source(config.data.name, split, **kwargs)
-
-
 class Task(SideBySide):
 
   def __init__(self, config, mesh):
-    super().__init__(config, model_names(config, VARIANTS))
     self.mesh = mesh
     seq = config.sequence
     self.patch_size = seq.patch_size
+    config_values.length_range(seq.train_length_min, seq.train_length_max,
+                               "config.sequence.train_length")
     self.buckets = length_buckets(seq.train_length_min, seq.train_length_max,
-                                  seq.get("length_buckets", 4))
+                                  seq.length_buckets)
+    self.eval_lengths = config_values.positive_ints(config.eval.lengths, "config.eval.lengths")
+    self.grid_lengths = config_values.positive_ints(config.eval.grid_lengths,
+                                                    "config.eval.grid_lengths")
+    parallel.host_batch_size(config.eval.batch_size, mesh)
+    super().__init__(config, model_names(config, VARIANTS))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-    self.source = open_source(config, config.data.train_split)
+    self.source = data.open_split(config, config.data.train_split)
     self._batches = data.StepBatches(self.source, config.batch_size, config.seed,
                                      jax.process_index(), jax.process_count())
 
-  def model_config(self, name):
-    model = ml_collections.ConfigDict(self.config.model.to_dict())
-    model.variant = name
-    return model
-
   def build(self, name, rng):
-    return PatchReconstructor(self.model_config(name), patch_pixels=self.patch_size ** 2,
+    return PatchReconstructor(name, self.config.model, patch_pixels=self.patch_size ** 2,
                               rngs=nnx.Rngs(rng))
 
   def loss(self, model, batch):
@@ -79,11 +66,11 @@ class Task(SideBySide):
     """The global batch of `step`: this host's images, sequences at the bucket of this step's L."""
     images = self._batches(step)
     seq = self.config.sequence
-    length = data.draw_context_length(self.config.seed, step, seq.train_length_min,
-                                      seq.train_length_max)
+    length = patches.draw_context_length(self.config.seed, step, seq.train_length_min,
+                                         seq.train_length_max)
     bucket = next(b for b in self.buckets if b >= length)
-    sequences = data.patch_sequences(jnp.asarray(images["image"]), self.data_key, bucket,
-                                     seq.num_queries, self.patch_size, images["index"])
+    sequences = patches.patch_sequences(jnp.asarray(images["image"]), self.data_key, bucket,
+                                        seq.num_queries, self.patch_size, images["index"])
     local = {key: np.asarray(value) for key, value in sequences.items()}
     local["n_context"] = np.full((len(images["index"]),), length, np.int32)
     return parallel.global_batch(local, self.mesh)
@@ -91,5 +78,5 @@ class Task(SideBySide):
   # -- evaluation ------------------------------------------------------------------------------
 
   def evaluate(self, state, workdir):
-    source = open_source(self.config, self.config.data.eval_split)
-    reconstruction_report.write(self, state, source, os.path.join(workdir, "eval"))
+    source = data.open_split(self.config, self.config.data.eval_split)
+    report.write(self, state, source, os.path.join(workdir, "eval"))

@@ -1,5 +1,5 @@
-"""Study C's networks (DESIGN.md 6C; Rathjens & Wiskott 2024): encoder -> latent z -> decoder and
-classification head.
+"""Study C's networks (docs/design.md section 6C; Rathjens & Wiskott 2024): encoder -> latent z ->
+decoder and classification head.
 
 `TradeoffNet` holds the three parts as separate submodules (`encoder`, `decoder`, `head`) so that
 each can be split off with its own parameters and trained by its own optimiser. The latent is a
@@ -29,21 +29,11 @@ import optax
 from flax import nnx
 
 import mamba_jax
+from experiments import config_values, model_builders
 
 ARCHITECTURES = ("fc_small", "fc_medium", "fc_large", "cnn", "vit", "mamba")
 PARTS = ("encoder", "decoder", "head")
 POOLING = ("last", "mean")
-
-
-def int_list(text, field):
-  """"16,32" -> [16, 32]; ValueError naming the config field unless all are positive integers."""
-  try:
-    values = [int(x) for x in str(text).split(",") if x.strip()]
-  except ValueError:
-    values = []
-  if not values or min(values) < 1:
-    raise ValueError(f"{field} = {text!r}; expected comma-separated positive integers")
-  return values
 
 
 def patchify(images, patch_size):
@@ -133,7 +123,7 @@ class CNNDecoder(nnx.Module):
     return self.to_pixels(x)[..., 0]
 
 
-class TransformerBlock(nnx.Module):
+class ViTBlock(nnx.Module):
   """Pre-LayerNorm block with bidirectional (unmasked) self-attention and a GELU MLP (4x)."""
 
   def __init__(self, d_model, n_heads, *, rngs):
@@ -155,7 +145,7 @@ class ViTBody(nnx.Module):
     if d_model % n_heads:
       raise ValueError(f"config.model.vit.d_model = {d_model} is not divisible by "
                        f"config.model.vit.n_heads = {n_heads}")
-    self.blocks = nnx.List([TransformerBlock(d_model, n_heads, rngs=rngs)
+    self.blocks = nnx.List([ViTBlock(d_model, n_heads, rngs=rngs)
                             for _ in range(n_layers)])
     self.ln_f = nnx.LayerNorm(d_model, rngs=rngs)
 
@@ -170,9 +160,7 @@ def _sequence_body(architecture, config, *, rngs):
   c = config[architecture]
   if architecture == "vit":
     return ViTBody(c.d_model, c.n_layers, c.n_heads, rngs=rngs), c.d_model
-  mamba_config = mamba_jax.MambaConfig(
-      d_model=c.d_model, n_layers=c.n_layers, d_state=c.d_state, d_conv=c.d_conv,
-      expand=c.expand, dt_rank=c.dt_rank, scan_implementation=c.scan_implementation)
+  mamba_config = model_builders.mamba_config(c, ignore=("pool",))
   return mamba_jax.MambaStack(mamba_config, rngs=rngs), c.d_model
 
 
@@ -237,7 +225,7 @@ def check_config(config, image_size):
     raise ValueError(f"config.model.head_hidden = {config.head_hidden!r}; expected an integer "
                      ">= 0 (0: linear head)")
   if arch == "cnn":
-    depth = len(int_list(config.cnn_channels, "config.model.cnn_channels"))
+    depth = len(config_values.positive_ints(config.cnn_channels, "config.model.cnn_channels"))
     if image_size % 2 ** depth:
       raise ValueError(f"config.model.cnn_channels = {config.cnn_channels!r}: {depth} stride-2 "
                        f"layers need an image side divisible by {2 ** depth}, got {image_size}")
@@ -259,11 +247,11 @@ class TradeoffNet(nnx.Module):
     check_config(config, image_size)
     arch, latent = config.architecture, config.latent_dim
     if arch.startswith("fc_"):
-      hidden = int_list(config.fc[arch[3:]], f"config.model.fc.{arch[3:]}")
+      hidden = config_values.positive_ints(config.fc[arch[3:]], f"config.model.fc.{arch[3:]}")
       self.encoder = FCEncoder(image_size, hidden, latent, rngs=rngs)
       self.decoder = FCDecoder(image_size, hidden, latent, rngs=rngs)
     elif arch == "cnn":
-      channels = int_list(config.cnn_channels, "config.model.cnn_channels")
+      channels = config_values.positive_ints(config.cnn_channels, "config.model.cnn_channels")
       self.encoder = CNNEncoder(image_size, channels, latent, rngs=rngs)
       self.decoder = CNNDecoder(image_size, channels, latent, rngs=rngs)
     else:

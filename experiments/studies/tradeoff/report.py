@@ -4,7 +4,7 @@ metrics.json (architecture, latent_dim, lam, accuracy, mse, cross_entropy, n_tes
 test split's accuracy, mean squared pixel error and mean cross-entropy), reconstructions.npz
 (the first config.eval.num_images test images and their reconstructions, which the sweep's
 figure assembles) and reconstructions.png. metrics.json is written last, atomically: its presence
-marks a finished run (experiments/sweep.py skips those).
+marks a finished run (the sweep skips those).
 """
 
 import json
@@ -15,9 +15,8 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-from experiments import parallel
-from experiments.models.tradeoff_networks import cross_entropy, reconstruction_error
-from experiments.tasks.reconstruction_report import evaluation_batches
+from experiments import data, parallel
+from experiments.studies.tradeoff.networks import cross_entropy, reconstruction_error
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -40,7 +39,8 @@ def test_metrics(task, state, source):
 
   num_classes = task.config.data.num_classes
   totals = {"mse": 0.0, "cross_entropy": 0.0, "correct": 0.0, "count": 0.0}
-  for images, weight in evaluation_batches(task, source, len(source)):
+  for images, weight in data.evaluation_batches(source, task.config.eval.batch_size, len(source),
+                                                task.mesh.size):
     if images["label"].min() < 0 or images["label"].max() >= num_classes:
       raise ValueError(f"config.data.num_classes = {num_classes}, but the evaluation split has "
                        f"label {images['label'].max()}")

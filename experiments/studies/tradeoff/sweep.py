@@ -1,7 +1,7 @@
 r"""Study C's sweep in one command: every (architecture, latent size, lambda) of config.sweep.
 
-  python -m experiments.sweep --config=experiments/configs/tradeoff_digits.py \
-      --workdir=runs/tradeoff
+  python -m experiments.studies.tradeoff.sweep \
+      --config=experiments/studies/tradeoff/configs/digits.py --workdir=runs/tradeoff
 
 Each grid point is an ordinary training run (train.train_and_evaluate) in its own directory,
 WORKDIR/runs/<architecture>_z<latent>_lam<lambda>/, with the config the sweep derived for it (the
@@ -30,11 +30,11 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
+from experiments import config_values, parallel, train
 from experiments import main as single_run  # noqa: F401  (defines the shared flags)
-from experiments import parallel, train
-from experiments.models.tradeoff_networks import ARCHITECTURES, int_list
-from experiments.tasks import tradeoff_report
-from experiments.tasks.tradeoff import check_lam
+from experiments.studies.tradeoff import report as tradeoff_report
+from experiments.studies.tradeoff.networks import ARCHITECTURES
+from experiments.studies.tradeoff.task import check_lam
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -50,22 +50,21 @@ COLUMNS = ("architecture", "latent_dim", "lam", "accuracy", "mse", "cross_entrop
 
 def grid(config):
   """[(architecture, latent_dim, lam)] of config.sweep, architectures outermost."""
-  if config.task != "tradeoff":
-    raise ValueError(f"config.task = {config.task!r}; the sweep runs study C (task 'tradeoff')")
-  architectures = [a.strip() for a in config.sweep.architectures.split(",") if a.strip()]
-  if (not architectures or len(set(architectures)) != len(architectures)
+  if config.study != "tradeoff":
+    raise ValueError(f"config.study = {config.study!r}; the sweep runs study C ('tradeoff')")
+  sweep = config.sweep
+  architectures = sweep.architectures
+  if (isinstance(architectures, str) or not architectures
       or any(a not in ARCHITECTURES for a in architectures)):
-    raise ValueError(f"config.sweep.architectures = {config.sweep.architectures!r}; expected a "
-                     f"comma-separated subset of {ARCHITECTURES}, each at most once")
-  latent_dims = int_list(config.sweep.latent_dims, "config.sweep.latent_dims")
-  try:
-    lams = [check_lam(float(x)) for x in str(config.sweep.lams).split(",") if x.strip()]
-  except ValueError:
-    lams = []
-  if not lams or len(set(lams)) != len(lams) or len(set(latent_dims)) != len(latent_dims):
-    raise ValueError(f"config.sweep.lams = {config.sweep.lams!r}, config.sweep.latent_dims = "
-                     f"{config.sweep.latent_dims!r}: expected distinct lambdas in [0, 1] and "
-                     "distinct latent sizes")
+    raise ValueError(f"config.sweep.architectures = {architectures!r}; expected a tuple of "
+                     f"names from {ARCHITECTURES}")
+  config_values.distinct(list(architectures), "config.sweep.architectures")
+  latent_dims = config_values.distinct(
+      config_values.positive_ints(sweep.latent_dims, "config.sweep.latent_dims"),
+      "config.sweep.latent_dims")
+  if isinstance(sweep.lams, str) or not isinstance(sweep.lams, (tuple, list)) or not sweep.lams:
+    raise ValueError(f"config.sweep.lams = {sweep.lams!r}; expected a tuple of numbers in [0, 1]")
+  lams = config_values.distinct([check_lam(lam) for lam in sweep.lams], "config.sweep.lams")
   return [(a, z, lam) for a in architectures for z in latent_dims for lam in lams]
 
 

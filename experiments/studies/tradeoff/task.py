@@ -1,8 +1,8 @@
-"""Study C as a task: classification and reconstruction through one shared latent (DESIGN.md 6C;
-Rathjens & Wiskott 2024).
+"""Study C as a task: classification and reconstruction through one shared latent
+(docs/design.md section 6C; Rathjens & Wiskott 2024).
 
 One run trains one network (config.model.architecture, config.model.latent_dim) at one weighting
-config.lam; experiments/sweep.py runs the grid. Three parts, three Adam optimisers:
+config.lam; the study's sweep.py runs the grid. Three parts, three Adam optimisers:
 
   encoder: the gradient of  lam * MSE + (1 - lam) * CE  (the weighted sum);
   decoder: the gradient of MSE alone, unweighted, whatever lam is;
@@ -25,14 +25,13 @@ import os
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from experiments import data, optimizers, parallel
-from experiments.models.tradeoff_networks import (PARTS, TradeoffNet, cross_entropy,
-                                                  reconstruction_error)
-from experiments.tasks import tradeoff_report
-from experiments.tasks.reconstruction import open_source
+from experiments.multi_optimizer import MultiOptimizer
+from experiments.studies.tradeoff import report
+from experiments.studies.tradeoff.networks import (PARTS, TradeoffNet, cross_entropy,
+                                                   reconstruction_error)
 
 
 def check_lam(lam):
@@ -47,7 +46,8 @@ class Task:
   def __init__(self, config, mesh):
     self.config, self.mesh = config, mesh
     self.lam = check_lam(config.lam)
-    self.source = open_source(config, config.data.train_split)
+    parallel.host_batch_size(config.eval.batch_size, mesh)
+    self.source = data.open_split(config, config.data.train_split)
     if len(self.source) != config.data.train_examples:
       raise ValueError(f"config.data.train_examples = {config.data.train_examples}, but the "
                        f"{config.data.name!r} {config.data.train_split!r} split holds "
@@ -56,23 +56,25 @@ class Task:
     if config.data.in_memory:  # read and converted once, not once per epoch
       self.source = [self.source[i] for i in range(len(self.source))]
     self.image_size = self.source[0]["image"].shape[0]
-    self._graphdefs, self._optimizers = {}, {}
+    network = nnx.eval_shape(lambda: self.network(jax.random.key(0)))  # checks config.model
+    self._graphdefs, txs = {}, {}
+    for part in PARTS:
+      self._graphdefs[part], params = nnx.split(getattr(network, part), nnx.Param)
+      txs[part] = optimizers.make_optimizer(config.optimizer, config.num_train_steps, params)
+    self.optimizer = MultiOptimizer(txs)
     self._batches = data.StepBatches(self.source, config.batch_size, config.seed,
                                      jax.process_index(), jax.process_count())
 
   # -- model -----------------------------------------------------------------------------------
 
+  def network(self, rng):
+    return TradeoffNet(self.config.model, image_size=self.image_size,
+                       num_classes=self.config.data.num_classes, rngs=nnx.Rngs(rng))
+
   def init_state(self, rng):
-    network = TradeoffNet(self.config.model, image_size=self.image_size,
-                          num_classes=self.config.data.num_classes, rngs=nnx.Rngs(rng))
-    params, opt_state = {}, {}
-    for part in PARTS:
-      graphdef, part_params = nnx.split(getattr(network, part), nnx.Param)
-      tx = optimizers.make_optimizer(self.config.optimizer, self.config.num_train_steps,
-                                     part_params)
-      self._graphdefs[part], self._optimizers[part] = graphdef, tx
-      params[part], opt_state[part] = part_params, tx.init(part_params)
-    return {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
+    network = self.network(rng)
+    return self.optimizer.init_state({part: nnx.state(getattr(network, part), nnx.Param)
+                                      for part in PARTS})
 
   def part(self, name, part_params):
     """Part `name` ("encoder", "decoder" or "head") as a module with these parameters."""
@@ -110,12 +112,7 @@ class Task:
   def train_step(self, state, batch):
     """Each part's optimiser applies its own gradient (see `gradients`)."""
     grads, metrics = self.gradients(state["params"], batch)
-    params, opt_state = {}, {}
-    for part in PARTS:
-      updates, opt_state[part] = self._optimizers[part].update(
-          grads[part], state["opt_state"][part], state["params"][part])
-      params[part] = optax.apply_updates(state["params"][part], updates)
-    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+    return self.optimizer.apply(state, grads), metrics
 
   def batch(self, step):
     """The global batch of `step`: images (batch, S, S) and labels, this host's slice read."""
@@ -125,6 +122,6 @@ class Task:
   # -- evaluation ------------------------------------------------------------------------------
 
   def evaluate(self, state, workdir):
-    source = open_source(self.config, self.config.data.eval_split)
-    tradeoff_report.write(self, state, source, os.path.join(workdir, "eval"))
+    source = data.open_split(self.config, self.config.data.eval_split)
+    report.write(self, state, source, os.path.join(workdir, "eval"))
 

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from experiments.data.iterator import StepBatches, batches, local_batch_size
+from experiments.data.iterator import StepBatches, batches
 
 SOURCE = [{"image": np.full((3, 3), i, np.float32), "label": np.int32(i % 10)} for i in range(37)]
 
@@ -46,7 +46,6 @@ def test_hosts_read_slices_of_the_global_batch():
 def test_indivisible_global_batch():
   with pytest.raises(ValueError, match="not divisible by the process count 3"):
     next(batches(SOURCE, 8, seed=0, process_count=3))
-  assert local_batch_size(8, 4) == 2
 
 
 def test_epochs_are_permutations_reshuffled():

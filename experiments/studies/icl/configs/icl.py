@@ -1,33 +1,41 @@
-r"""Study B (in-context learning, DESIGN.md 6B): the settings every icl_<task>.py config shares.
+r"""Study B (in-context learning, docs/design.md section 6B): one config for every function
+class.
 
-get_config(task, variant): variant "paper" is Grazzi et al.'s scale (d = 20, 256 wide, 24 Mamba
-layers, 12 transformer layers, Adam 1e-4 cosine, batch 64, 500k steps, the curriculum every 2000
-steps), for a GPU or TPU; variant "cpu" trains small models (d = 5, 64 wide, fixed curriculum)
-in minutes on a laptop. Pick the variant after the config path:
+Arguments after the path (big_vision style): function_class (linear_regression,
+sparse_linear_regression, relu_2nn, decision_tree; default linear_regression) and variant.
+Variant "paper" is Grazzi et al.'s scale (d = 20, 256 wide, 24 Mamba layers, 12 transformer
+layers, Adam 1e-4 cosine, batch 64, 500k steps, the curriculum every 2000 steps), for a GPU or
+TPU; variant "cpu" trains small models (d = 5, 64 wide, fixed curriculum) in minutes on a laptop.
 
-  python -m experiments.main --config=experiments/configs/icl_linear_regression.py:cpu \
+  python -m experiments.main --config=experiments/studies/icl/configs/icl.py:variant=cpu \
       --workdir=runs/icl_lr_cpu
+  python -m experiments.main \
+      --config=experiments/studies/icl/configs/icl.py:function_class=relu_2nn \
+      --workdir=runs/icl_relu_2nn
 """
 
 import math
 
 import ml_collections
+from ml_collections import config_dict
 
-from experiments.data import icl_tasks
+from experiments import config_values
+from experiments.studies.icl import function_classes
 
 VARIANTS = ("paper", "cpu")
-# Baselines per trained task, as Garg et al. (evaluation-only tasks reuse linear regression's).
+_BASIC = ("least_squares", "averaging", "knn3")
+# Baselines per function class, as Garg et al. (evaluation-only classes reuse linear regression's).
 BASELINES = {
-    "linear_regression": "least_squares,averaging,knn3",
-    "noisy_linear_regression": "least_squares,averaging,knn3",
-    "skewed_linear_regression": "least_squares,averaging,knn3",
-    "sparse_linear_regression": "least_squares,averaging,knn3,lasso",
-    "relu_2nn": "least_squares,averaging,knn3",
-    "decision_tree": "least_squares,averaging,knn3,tree,xgboost",
+    "linear_regression": _BASIC,
+    "noisy_linear_regression": _BASIC,
+    "skewed_linear_regression": _BASIC,
+    "sparse_linear_regression": _BASIC + ("lasso",),
+    "relu_2nn": _BASIC,
+    "decision_tree": _BASIC + ("tree", "xgboost"),
 }
-# Evaluation-only variants of a trained task, evaluated beside it.
-EVAL_TASKS = {"linear_regression": "linear_regression,noisy_linear_regression,"
-                                   "skewed_linear_regression"}
+# Evaluation-only variants of a trained class, evaluated beside it.
+EVAL_CLASSES = {"linear_regression": ("linear_regression", "noisy_linear_regression",
+                                      "skewed_linear_regression")}
 EXTRAPOLATION = 2.5  # evaluate up to this multiple of the training number of points
 
 
@@ -36,14 +44,17 @@ def _schedule(start, end, increment, interval):
                                         interval=interval))
 
 
-def get_config(task, variant="paper"):
+def get_config(arg=None):
+  args = config_values.config_arguments(arg, function_class="linear_regression", variant="paper")
+  function_class, variant = args["function_class"], args["variant"]
+  function_classes.get_function_class(function_class)  # an unknown name fails here
   if variant not in VARIANTS:
     raise ValueError(f"Unknown config variant {variant!r}; expected one of {VARIANTS}")
   paper = variant == "paper"
   c = ml_collections.ConfigDict()
-  c.task = "icl"  # study (experiments/tasks): in-context regression of function classes
+  c.study = "icl"  # experiments/studies/: in-context regression of function classes
   c.seed = 0  # parameters and every prompt follow from it
-  c.models = "mamba,mamba_length_adaptive,transformer,s4d"  # trained side by side
+  c.models = ("mamba", "mamba_length_adaptive", "transformer", "s4d")  # trained side by side
   c.batch_size = 64  # global batch of prompts (split over all devices of all hosts)
   c.num_train_steps = 500_000 if paper else 2000  # optimiser steps
   c.log_every_steps = 1000 if paper else 100  # metrics.jsonl / TensorBoard interval
@@ -51,9 +62,9 @@ def get_config(task, variant="paper"):
   c.checkpoints_to_keep = 3  # older checkpoints are deleted
 
   c.icl = ml_collections.ConfigDict()
-  c.icl.task = task  # function class trained on (experiments/data/icl_tasks.py TASKS)
-  c.icl.d = icl_tasks.DEFAULT_DIM if paper else 5  # input dimension d (tokens are d wide)
-  start, end, increment = icl_tasks.get_task(task).points
+  c.icl.function_class = function_class  # trained on (function_classes.FUNCTION_CLASSES)
+  c.icl.d = function_classes.DEFAULT_DIM if paper else 5  # input dimension d (tokens are d wide)
+  start, end, increment = function_classes.get_function_class(function_class).points
   if not paper:  # no curriculum: d = 5 throughout, and the paper's points for d = 5 (its start)
     end = start
   c.icl.curriculum = ml_collections.ConfigDict()
@@ -70,8 +81,10 @@ def get_config(task, variant="paper"):
   c.model.mamba.expand = 2  # d_inner = expand * d_model
   c.model.mamba.dt_rank = "auto"  # ceil(d_model / 16)
   c.model.mamba.length_ref = float(2 * end)  # L_ref of the length-adaptive step: tokens at the end
-  c.model.mamba.scan_implementation = "auto"  # selective-scan implementation (pallas on GPU/TPU)
+  c.model.mamba.scan_implementation = "auto"  # selective-scan implementation
   c.model.mamba.remat = False  # recompute blocks in the backward pass (saves memory)
+  # layer layout: None = stacked under nnx.scan from 8 layers on (one compile for any depth)
+  c.model.mamba.scan_layers = config_dict.placeholder(bool)
   c.model.mamba.learning_rate = 0.0  # 0 = config.optimizer.learning_rate
   c.model.transformer = ml_collections.ConfigDict()
   c.model.transformer.d_model = width  # width
@@ -92,14 +105,19 @@ def get_config(task, variant="paper"):
   c.optimizer.schedule = "cosine" if paper else "warmup_cosine"  # see experiments/optimizers.py
   c.optimizer.warmup_steps = 0 if paper else 200  # linear warm-up (warmup_* schedules)
   c.optimizer.end_learning_rate_factor = 0.0  # final lr = factor * peak
+  c.optimizer.weight_decay = 0.0  # decoupled weight decay (adamw, lamb); must be 0 with adam
   c.optimizer.grad_clip_norm = 0.0 if paper else 1.0  # global-norm clipping; 0 disables
+  c.optimizer.b1 = 0.9  # Adam beta1
+  c.optimizer.b2 = 0.999  # Adam beta2
+  c.optimizer.eps = 1e-8  # Adam epsilon
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.tasks = EVAL_TASKS.get(task, task)  # tasks evaluated (each its own curve and plot)
+  # function classes evaluated (each its own curve and plot)
+  c.eval.function_classes = EVAL_CLASSES.get(function_class, (function_class,))
   c.eval.n_points = math.ceil(EXTRAPOLATION * end)  # points per prompt, past the training ones
   c.eval.num_prompts = 1280  # evaluation prompts (the same for models and baselines)
   c.eval.batch_size = 128 if paper else 256  # prompts per evaluation batch
-  c.eval.baselines = ml_collections.ConfigDict(BASELINES)  # task -> baselines on its prompts
+  c.eval.baselines = ml_collections.ConfigDict(BASELINES)  # class -> baselines on its prompts
   c.eval.slow_baseline_prompts = 1280 if paper else 256  # prompts for lasso / tree / xgboost
   c.eval.band_level = 0.9  # bootstrap band
   c.eval.bootstrap_resamples = 1000  # bootstrap resamples

@@ -4,20 +4,22 @@ Trains the four models of the study side by side on the same batches, with conte
 from a narrow range, then measures reconstruction MSE for L up to 4x the longest training length.
 Runs on a 2-core CPU in about ten minutes, no download:
 
-  python -m experiments.main --config=experiments/configs/reconstruction_digits.py \
-      --workdir=runs/demo
+  python -m experiments.main \
+      --config=experiments/studies/length_generalisation/configs/digits.py --workdir=runs/demo
 
-Any field can be overridden, e.g. --config.num_train_steps=100 --config.models=mamba.
+Any field can be overridden, e.g. --config.num_train_steps=100 --config.models='("mamba",)'.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
   c = ml_collections.ConfigDict()
-  c.task = "reconstruction"  # study (experiments/tasks): image reconstruction from patches
+  c.study = "length_generalisation"  # experiments/studies/: image reconstruction from patches
   c.seed = 0  # parameters, data order and sequences all follow from it
-  c.models = "mamba,mamba_length_adaptive,mamba_length_token,transformer"  # trained side by side
+  # trained side by side
+  c.models = ("mamba", "mamba_length_adaptive", "mamba_length_token", "transformer")
   c.batch_size = 64  # global batch (split over all devices of all hosts)
   c.num_train_steps = 1000  # optimiser steps
   c.log_every_steps = 50  # metrics.jsonl / TensorBoard interval
@@ -42,15 +44,21 @@ def get_config():
   c.model = ml_collections.ConfigDict()
   c.model.d_token = 16  # token width: patch features + 2 position features
   c.model.patch_channels = 16  # output channels of the P x P patch convolution
-  c.model.d_model = 16  # backbone width (Mamba hidden size / transformer width)
-  c.model.n_layers = 8  # backbone depth
-  c.model.d_state = 8  # Mamba SSM state size
-  c.model.d_conv = 4  # Mamba causal conv width
-  c.model.expand = 2  # Mamba d_inner = expand * d_model
-  c.model.dt_rank = 1  # Mamba step-projection rank
-  c.model.length_ref = 10.0  # L_ref of the length-adaptive step: mid training range
-  c.model.n_heads = 2  # transformer heads
-  c.model.scan_implementation = "auto"  # selective-scan implementation (pallas on GPU/TPU)
+  c.model.mamba = ml_collections.ConfigDict()  # the three Mamba variants (a MambaConfig each)
+  c.model.mamba.d_model = 16  # Mamba hidden size
+  c.model.mamba.n_layers = 8  # Mamba blocks
+  c.model.mamba.d_state = 8  # SSM state size
+  c.model.mamba.d_conv = 4  # causal conv width
+  c.model.mamba.expand = 2  # d_inner = expand * d_model
+  c.model.mamba.dt_rank = 1  # step-projection rank
+  c.model.mamba.length_ref = 10.0  # L_ref of the length-adaptive step: mid training range
+  c.model.mamba.scan_implementation = "auto"  # selective-scan implementation
+  # layer layout: None = stacked under nnx.scan from 8 layers on (one compile for any depth)
+  c.model.mamba.scan_layers = config_dict.placeholder(bool)
+  c.model.transformer = ml_collections.ConfigDict()  # the causal transformer baseline
+  c.model.transformer.d_model = 16  # width
+  c.model.transformer.n_layers = 8  # blocks (attention + MLP)
+  c.model.transformer.n_heads = 2  # attention heads
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "lamb"  # adam | adamw | lamb
@@ -60,11 +68,14 @@ def get_config():
   c.optimizer.end_learning_rate_factor = 0.1  # final lr = factor * peak (cosine schedules)
   c.optimizer.weight_decay = 0.0  # decoupled weight decay (spares A_log, D, biases, norms)
   c.optimizer.grad_clip_norm = 1.0  # global-norm clipping; 0 disables
+  c.optimizer.b1 = 0.9  # Adam beta1
+  c.optimizer.b2 = 0.999  # Adam beta2
+  c.optimizer.eps = 1e-8  # Adam epsilon
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.lengths = "1,2,4,8,12,16,24,32,48,64"  # context lengths L of the sweep (to 4x train max)
+  c.eval.lengths = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)  # L of the sweep (to 4x train max)
   c.eval.num_examples = 256  # evaluation images per length
   c.eval.batch_size = 64  # evaluation batch
-  c.eval.grid_lengths = "1,4,16,64"  # reconstructions shown after these many context patches
+  c.eval.grid_lengths = (1, 4, 16, 64)  # reconstructions shown after these many patches
   c.eval.grid_images = 6  # images per reconstruction grid
   return c

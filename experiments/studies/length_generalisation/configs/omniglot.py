@@ -2,31 +2,31 @@ r"""Study A at the paper's setting (Rathjens et al. 2026): Omniglot, 128 x 128, 
 
 For a GPU or TPU host (data parallel over every device; multi-host with --distributed):
 
-  python -m experiments.main --config=experiments/configs/reconstruction_omniglot.py \
+  python -m experiments.main \
+      --config=experiments/studies/length_generalisation/configs/omniglot.py \
       --workdir=runs/omniglot --config.data.omniglot_dir=/path/to/omniglot
 
 The Omniglot archives (images_background*.zip, all_runs.zip) are read from data.omniglot_dir.
 """
 
-from experiments.configs import reconstruction_digits
+from experiments.studies.length_generalisation.configs import digits
 
 
 def get_config():
-  c = reconstruction_digits.get_config()
+  c = digits.get_config()
   c.data.name = "omniglot"
-  c.data.image_size = 128  # DESIGN.md 6A: resized to 128 x 128
+  c.data.image_size = 128  # docs/design.md section 6A: resized to 128 x 128
   c.data.eval_split = "validation"  # the unseen evaluation alphabets
   c.sequence.train_length_min = 1  # L ~ uniform{1..1024}: the paper's range (the knob)
   c.sequence.train_length_max = 1024
   c.sequence.num_queries = 1024  # Q = 1024 query patches
-  c.model.length_ref = 512.0  # middle of the training range
-  c.model.n_heads = 2
+  c.model.mamba.length_ref = 512.0  # middle of the training range
   c.optimizer.learning_rate = 3e-4  # LAMB lr 3e-4, clip 1.0 (the paper's)
   c.optimizer.schedule = "constant"
   c.num_train_steps = 200_000
   c.checkpoint_every_steps = 2000
   c.log_every_steps = 100
-  c.eval.lengths = "1,2,4,8,16,32,64,128,256,512,768,1024,1536,2048,3072,4096"
-  c.eval.grid_lengths = "1,16,128,1024,4096"
+  c.eval.lengths = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096)
+  c.eval.grid_lengths = (1, 16, 128, 1024, 4096)
   c.eval.num_examples = 1024
   return c

@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.data.icl_tasks import icl_batch, normalised_squared_error
-from experiments.models import icl_estimators
-from experiments.models.icl_estimators import ESTIMATORS, get_estimator
+from experiments.studies.icl import estimators as icl_estimators
+from experiments.studies.icl.estimators import ESTIMATORS, get_estimator
+from experiments.studies.icl.function_classes import icl_batch, normalised_squared_error
 
 D = 20
 

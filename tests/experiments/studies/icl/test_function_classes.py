@@ -1,4 +1,5 @@
-"""Study-B tasks: shapes, statistics, functions, determinism, curriculum, prompts, errors."""
+"""Study-B function classes: shapes, statistics, functions, determinism, curriculum, prompts,
+errors."""
 
 import jax
 import jax.numpy as jnp
@@ -6,27 +7,31 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments.data import icl_tasks
-from experiments.data.icl_tasks import (TASKS, curriculum_at, curriculum_value, default_curriculum,
-                                        example_indices, icl_batch, make_prompt,
-                                        normalised_squared_error, read_predictions)
+from experiments import host_batch
+from experiments.studies.icl import function_classes
+from experiments.studies.icl.function_classes import (FUNCTION_CLASSES, curriculum_at,
+                                                      curriculum_value, default_curriculum,
+                                                      icl_batch, make_prompt,
+                                                      normalised_squared_error, read_predictions)
 
 D, N, B = 20, 41, 512
 
 
 @pytest.fixture(scope="module")
 def batches():
-  """One large batch per task (B prompts of N points in R^D), shared by the statistics tests."""
+  """One large batch per function class (B prompts of N points in R^D), shared by the statistics
+  tests."""
   return {name: jax.tree.map(np.asarray, icl_batch(jax.random.key(0), name, N, batch_size=B))
-          for name in TASKS}
+          for name in FUNCTION_CLASSES}
 
 
 def test_registry_names():
-  assert set(TASKS) == {"linear_regression", "sparse_linear_regression", "relu_2nn",
-                        "decision_tree", "noisy_linear_regression", "skewed_linear_regression"}
-  assert {n for n, t in TASKS.items() if t.evaluation_only} == {"noisy_linear_regression",
-                                                                 "skewed_linear_regression"}
-  with pytest.raises(ValueError, match="Unknown in-context task"):
+  assert set(FUNCTION_CLASSES) == {"linear_regression", "sparse_linear_regression", "relu_2nn",
+                                   "decision_tree", "noisy_linear_regression",
+                                   "skewed_linear_regression"}
+  assert {n for n, t in FUNCTION_CLASSES.items() if t.evaluation_only} == {
+      "noisy_linear_regression", "skewed_linear_regression"}
+  with pytest.raises(ValueError, match="Unknown function class"):
     icl_batch(jax.random.key(0), "quadratic", 5, batch_size=2)
 
 
@@ -103,7 +108,7 @@ def test_noisy_linear_regression_adds_unit_noise(batches):
 
 
 def test_skewed_inputs_have_fixed_skewed_covariance(batches):
-  root = icl_tasks.skewed_input_root(D)
+  root = function_classes.skewed_input_root(D)
   covariance = root.T @ root
   eigenvalues = np.sort(np.linalg.eigvalsh(covariance))[::-1]
   np.testing.assert_allclose(eigenvalues.sum(), D, rtol=1e-5)
@@ -128,18 +133,16 @@ def test_same_key_same_batch_and_other_key_differs():
 
 def test_example_index_not_host_position_drives_randomness():
   key = jax.random.key(5)
-  whole = icl_batch(key, "noisy_linear_regression", N, example_index=example_indices(3, B))
+  whole = icl_batch(key, "noisy_linear_regression", N,
+                    example_index=host_batch.host_examples(3, B))
   parts = [icl_batch(key, "noisy_linear_regression", N,
-                     example_index=example_indices(3, B, process_index=p, process_count=4))
+                     example_index=host_batch.host_examples(3, B, p, 4))
            for p in range(4)]
   for name in ("xs", "ys"):
     np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), whole[name])
   # Example 3 * B + 7 is the same prompt wherever it sits in a batch.
   single = icl_batch(key, "noisy_linear_regression", N, example_index=[3 * B + 7])
   np.testing.assert_array_equal(single["ys"][0], whole["ys"][7])
-  np.testing.assert_array_equal(example_indices(3, 8, 1, 2), [28, 29, 30, 31])
-  with pytest.raises(ValueError):
-    example_indices(0, 10, 0, 3)
 
 
 def test_shorter_prompt_is_a_prefix_of_longer():
@@ -180,9 +183,9 @@ def test_inactive_dimensions_are_zero():
   np.testing.assert_allclose(batch["ys"], np.einsum("bnd,bd->bn", xs[..., :5], w[:, :5]),
                              atol=1e-4)
   # d_active is traced: any value, no recompilation, the same draws on the active coordinates.
-  compiled = getattr(icl_tasks._batch, "_cache_size", lambda: None)()
+  compiled = getattr(function_classes._batch, "_cache_size", lambda: None)()
   wider = icl_batch(jax.random.key(8), "linear_regression", N, batch_size=64, d_active=12)
-  assert getattr(icl_tasks._batch, "_cache_size", lambda: None)() == compiled
+  assert getattr(function_classes._batch, "_cache_size", lambda: None)() == compiled
   assert np.all(np.asarray(wider["xs"])[..., 12:] == 0)
   np.testing.assert_array_equal(np.asarray(wider["xs"])[..., :5], xs[..., :5])
 
@@ -219,6 +222,6 @@ def test_normalisation_uses_the_active_dimension():
   errors = normalised_squared_error(jnp.zeros_like(batch["ys"]), batch["ys"],
                                     "linear_regression", 5)
   assert abs(float(errors.mean()) - 1) < 0.1
-  assert icl_tasks.error_scale("sparse_linear_regression", 5) == 3
-  assert icl_tasks.error_scale("decision_tree", 5) == 1
-  assert icl_tasks.error_scale("relu_2nn", 5) == 5
+  assert function_classes.error_scale("sparse_linear_regression", 5) == 3
+  assert function_classes.error_scale("decision_tree", 5) == 1
+  assert function_classes.error_scale("relu_2nn", 5) == 5

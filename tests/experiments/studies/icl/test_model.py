@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments.models.icl_regressor import VARIANTS, ICLRegressor, family
+from experiments.studies.icl.model import VARIANTS, ICLRegressor, family
 
 
 def tiny_model_config():
   return ml_collections.ConfigDict({
       "mamba": dict(d_model=8, n_layers=2, d_state=4, d_conv=4, expand=2, dt_rank="auto",
-                    length_ref=12.0, scan_implementation="auto", remat=False),
-      "transformer": dict(d_model=8, n_layers=2, n_heads=2),
-      "s4d": dict(d_model=8, n_layers=2, d_state=4, scan_implementation="auto"),
+                    length_ref=12.0, scan_implementation="auto", remat=False,
+                    learning_rate=0.0),
+      "transformer": dict(d_model=8, n_layers=2, n_heads=2, learning_rate=0.0),
+      "s4d": dict(d_model=8, n_layers=2, d_state=4, scan_implementation="auto",
+                  learning_rate=0.0),
   })
 
 
@@ -34,7 +36,7 @@ def test_outputs_are_causal_and_streams_decode_to_them(variant):
   final, residuals = model(prompt, return_residuals=True)
   assert len(residuals) == 3
   np.testing.assert_allclose(final, outputs, rtol=1e-6, atol=1e-6)
-  np.testing.assert_allclose(model.decode(residuals[-1]), outputs, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(model.read_out_residual(residuals[-1]), outputs, rtol=1e-6, atol=1e-6)
 
 
 def test_length_adaptive_step_sees_the_prompt_length():

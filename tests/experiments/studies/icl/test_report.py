@@ -6,8 +6,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from experiments.data import icl_tasks
-from experiments.tasks import icl_report
+from experiments.studies.icl import function_classes
+from experiments.studies.icl import report as icl_report
 
 
 def _config():
@@ -40,10 +40,10 @@ def test_summary_reads_the_training_horizon_and_the_longest_length():
 
 def test_probes_score_zero_for_the_true_function_and_one_for_zero():
   d, n_context, queries, prompts = 5, 3, 12, 400
-  batch = icl_tasks.icl_batch(jax.random.key(7), "linear_regression", n_context + queries,
+  batch = function_classes.icl_batch(jax.random.key(7), "linear_regression", n_context + queries,
                               batch_size=prompts, d=d)
   batch = jax.tree.map(np.asarray, batch)
-  task = types.SimpleNamespace(d=d, task_name="linear_regression")
+  task = types.SimpleNamespace(d=d, function_class="linear_regression")
   truth = batch["ys"][:, n_context:]
   noise = 0.5 * np.random.default_rng(0).standard_normal(truth.shape)
   layers = {"oracle": np.stack([np.zeros_like(truth), truth]), "noisy": truth[None] + noise}
@@ -63,11 +63,10 @@ def test_probes_score_zero_for_the_true_function_and_one_for_zero():
 
 
 def test_layer_queries_last_layer_is_the_models_prediction_after_the_context():
-  from experiments import data, parallel
-  from experiments.configs import icl_base
-  from experiments.tasks import icl
-  from tests.experiments.tasks.test_icl import tiny
-  task = icl.Task(tiny(icl_base.get_config("linear_regression", "cpu"), models="mamba,s4d"),
+  from experiments import parallel
+  from experiments.studies.icl import task as icl
+  from tests.experiments.studies.icl.test_task import get_config, tiny
+  task = icl.Task(tiny(get_config("linear_regression", "cpu"), models=("mamba", "s4d")),
                   parallel.make_mesh())
   state = task.init_state(jax.random.key(0))
   n_context, queries = 4, 3
@@ -79,6 +78,7 @@ def test_layer_queries_last_layer_is_the_models_prediction_after_the_context():
     model = task.model(state, name)
     for q in range(queries):
       keep = np.r_[0:n_context, n_context + q]
-      direct = data.read_predictions(model(data.make_prompt(xs[:, keep], ys[:, keep])))
+      prompt = function_classes.make_prompt(xs[:, keep], ys[:, keep])
+      direct = function_classes.read_predictions(model(prompt))
       np.testing.assert_allclose(layers[name][-1, :, q], direct[:, n_context], rtol=1e-4,
                                  atol=1e-5)

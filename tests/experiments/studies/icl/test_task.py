@@ -1,5 +1,5 @@
 """Study B's task: batches from (seed, step) under the curriculum, per-model optimisers, the
-config checks, a smoke run of every icl config, and 8 devices following 1."""
+config checks, a smoke run of every function class, and 8 devices following 1."""
 
 import csv
 import os
@@ -8,16 +8,21 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import data, parallel, train
-from experiments.configs import icl_base
-from experiments.data import icl_tasks
-from experiments.tasks import icl
+from experiments import parallel, train
+from experiments.studies.icl import function_classes
+from experiments.studies.icl import task as icl
+from experiments.studies.icl.configs import icl as icl_config
 from tests.experiments.test_train import ROOT, _losses, run_main
 
-TRAINED_TASKS = ("linear_regression", "sparse_linear_regression", "relu_2nn", "decision_tree")
+TRAINED_CLASSES = ("linear_regression", "sparse_linear_regression", "relu_2nn", "decision_tree")
+CONFIG = os.path.join(ROOT, "experiments", "studies", "icl", "configs", "icl.py")
 
 
-def tiny(config, models="mamba,mamba_length_adaptive,transformer,s4d"):
+def get_config(function_class, variant):
+  return icl_config.get_config(f"function_class={function_class},variant={variant}")
+
+
+def tiny(config, models=("mamba", "mamba_length_adaptive", "transformer", "s4d")):
   """A config shrunk to seconds: 1-layer 8-wide models, 3 steps, 128 evaluation prompts."""
   config.models = models
   config.batch_size = 8
@@ -39,16 +44,16 @@ def tiny(config, models="mamba,mamba_length_adaptive,transformer,s4d"):
 
 
 def test_batch_is_the_curriculum_stage_of_the_global_example_stream():
-  config = tiny(icl_base.get_config("linear_regression", "paper"))
+  config = tiny(get_config("linear_regression", "paper"))
   config.icl.curriculum.dims.interval = config.icl.curriculum.points.interval = 2
   task = icl.Task(config, parallel.make_mesh())
   for step in (0, 3, 4):
     batch = task.batch(step)
-    d_active, n_points = icl_tasks.curriculum_at(step, config.icl.curriculum)
+    d_active, n_points = function_classes.curriculum_at(step, config.icl.curriculum)
     assert (d_active, n_points) == (5 + step // 2, 11 + 2 * (step // 2))
-    expected = data.icl_batch(task.data_key, "linear_regression", n_points,
-                              example_index=np.arange(8 * step, 8 * step + 8), d=20,
-                              d_active=d_active)
+    expected = function_classes.icl_batch(task.data_key, "linear_regression", n_points,
+                                          example_index=np.arange(8 * step, 8 * step + 8),
+                                          d=20, d_active=d_active)
     np.testing.assert_array_equal(batch["xs"], expected["xs"])
     np.testing.assert_array_equal(batch["ys"], expected["ys"])
     np.testing.assert_array_equal(batch["d_active"], np.full(8, d_active))
@@ -56,7 +61,7 @@ def test_batch_is_the_curriculum_stage_of_the_global_example_stream():
 
 
 def test_step_metrics_and_per_family_learning_rates():
-  config = tiny(icl_base.get_config("linear_regression", "cpu"))
+  config = tiny(get_config("linear_regression", "cpu"))
   task = icl.Task(config, parallel.make_mesh())
   assert task.optimizer_config("s4d").learning_rate == 3e-3
   assert task.optimizer_config("mamba").learning_rate == config.optimizer.learning_rate == 1e-3
@@ -65,7 +70,8 @@ def test_step_metrics_and_per_family_learning_rates():
   _, metrics = jax.jit(task.train_step)(state, batch)
   for name in task.names:
     model = task.model(state, name)
-    predictions = data.read_predictions(model(data.make_prompt(batch["xs"], batch["ys"])))
+    prompt = function_classes.make_prompt(batch["xs"], batch["ys"])
+    predictions = function_classes.read_predictions(model(prompt))
     mse = np.mean(np.square(np.asarray(predictions) - np.asarray(batch["ys"])))
     np.testing.assert_allclose(metrics[f"loss_{name}"], mse, rtol=1e-5)
     np.testing.assert_allclose(metrics[f"error_{name}"], mse / 5, rtol=1e-5)
@@ -74,26 +80,46 @@ def test_step_metrics_and_per_family_learning_rates():
 
 def test_bad_configs_are_refused():
   mesh = parallel.make_mesh()
-  config = tiny(icl_base.get_config("noisy_linear_regression", "cpu"))
+  config = tiny(get_config("noisy_linear_regression", "cpu"))
   with pytest.raises(ValueError, match="evaluation only"):
     icl.Task(config, mesh)
-  config = tiny(icl_base.get_config("linear_regression", "cpu"))
+  config = tiny(get_config("linear_regression", "cpu"))
   config.icl.curriculum.dims.end = 6
   with pytest.raises(ValueError, match="exceeds config.icl.d = 5"):
     icl.Task(config, mesh)
   with pytest.raises(ValueError, match="Unknown config variant"):
-    icl_base.get_config("linear_regression", "tpu")
+    get_config("linear_regression", "tpu")
+  with pytest.raises(ValueError, match="Unknown function class"):
+    get_config("quadratic", "cpu")
+  with pytest.raises(ValueError, match="key one of"):
+    icl_config.get_config("task=relu_2nn")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("eval.n_points", 5, "config.eval.n_points = 5 is below the training number of points, 11"),
+    ("eval.probe_queries", 2, "config.eval.probe_queries = 2 is below d = 5"),
+    ("eval.function_classes", ("quadratic",), "Unknown function class 'quadratic'"),
+    ("eval.batch_size", 0, "must be positive"),
+    ("models", ("mamba", "mamba"), "each at most once"),
+])
+def test_evaluation_settings_are_checked_before_training(field, value, message):
+  """Settings that the evaluation reads fail when the task is built, not after training."""
+  config = tiny(get_config("linear_regression", "cpu"))
+  section, _, name = field.rpartition(".")
+  setattr(config[section] if section else config, name, value)
+  with pytest.raises(ValueError, match=message):
+    icl.Task(config, parallel.make_mesh())
 
 
 def test_shipped_configs_follow_the_paper():
-  config = icl_base.get_config("relu_2nn", "paper")
+  config = get_config("relu_2nn", "paper")
   assert (config.icl.d, config.batch_size, config.num_train_steps) == (20, 64, 500_000)
   assert config.model.mamba.n_layers == 24 and config.model.transformer.n_layers == 12
   assert config.model.mamba.d_model == config.model.transformer.d_model == 256
   assert dict(config.icl.curriculum.points) == dict(start=26, end=101, increment=5,
                                                     interval=2000)
   assert config.eval.n_points >= 2.5 * 101 and config.eval.num_prompts == 1280
-  cpu = icl_base.get_config("linear_regression", "cpu")
+  cpu = get_config("linear_regression", "cpu")
   assert cpu.icl.d == 5 and cpu.model.mamba.d_model == 64 and cpu.eval.n_points >= 2.5 * 11
 
 
@@ -103,31 +129,29 @@ def _rows(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task_name", TRAINED_TASKS)
-def test_smoke_run_of_each_icl_config(task_name, tmp_path):
-  module = __import__(f"experiments.configs.icl_{task_name}", fromlist=["get_config"])
-  config = tiny(module.get_config("cpu"),
-                models="mamba,mamba_length_adaptive,transformer,s4d"
-                if task_name == "linear_regression" else "mamba,transformer")
+@pytest.mark.parametrize("class_name", TRAINED_CLASSES)
+def test_smoke_run_of_each_function_class(class_name, tmp_path):
+  config = tiny(get_config(class_name, "cpu"),
+                models=("mamba", "mamba_length_adaptive", "transformer", "s4d")
+                if class_name == "linear_regression" else ("mamba", "transformer"))
   train.train_and_evaluate(config, str(tmp_path))
   out = tmp_path / "eval"
   rows = _rows(out / "icl_curves.csv")
   assert set(rows[0]) >= {"task", "model", "n_points", "error", "lo", "hi"}
-  expected_models = set(config.models.split(",")) | set(
-      icl_base.BASELINES[task_name].split(","))
-  eval_tasks = config.eval.tasks.split(",")
-  for name in eval_tasks:
+  expected_models = set(config.models) | set(icl_config.BASELINES[class_name])
+  eval_classes = config.eval.function_classes
+  for name in eval_classes:
     assert {r["model"] for r in rows if r["task"] == name} == expected_models
     assert (out / f"icl_{name}.png").exists()
   points = sorted({int(r["n_points"]) for r in rows})
   assert points == list(range(config.eval.n_points))
   for r in rows:
     assert float(r["lo"]) <= float(r["error"]) <= float(r["hi"])
-  assert len(_rows(out / "icl_summary.csv")) == len(eval_tasks) * len(expected_models)
+  assert len(_rows(out / "icl_summary.csv")) == len(eval_classes) * len(expected_models)
   assert (out / "icl_summary.md").exists()
-  if task_name in ("linear_regression", "sparse_linear_regression"):
+  if class_name in ("linear_regression", "sparse_linear_regression"):
     probing = _rows(out / "probing.csv")
-    assert {r["model"] for r in probing} == set(config.models.split(","))
+    assert {r["model"] for r in probing} == set(config.models)
     assert (out / "probing.png").exists()
   else:
     assert not (out / "probing.csv").exists()
@@ -135,7 +159,7 @@ def test_smoke_run_of_each_icl_config(task_name, tmp_path):
 
 @pytest.mark.slow
 def test_paper_variant_smoke_run_with_curriculum(tmp_path):
-  config = tiny(icl_base.get_config("linear_regression", "paper"), models="mamba,transformer")
+  config = tiny(get_config("linear_regression", "paper"), models="mamba,transformer")
   config.icl.curriculum.dims.interval = config.icl.curriculum.points.interval = 1
   config.eval.tasks = "linear_regression"
   train.train_and_evaluate(config, str(tmp_path))
@@ -149,12 +173,13 @@ def test_paper_variant_smoke_run_with_curriculum(tmp_path):
 
 @pytest.mark.slow
 def test_eight_devices_follow_one(tmp_path):
-  config = os.path.join(ROOT, "experiments", "configs", "icl_linear_regression.py") + ":cpu"
-  overrides = ["--config.models=mamba,transformer", "--config.batch_size=16",
+  config = CONFIG + ":variant=cpu"
+  overrides = ["--config.models=('mamba','transformer')", "--config.batch_size=16",
                "--config.num_train_steps=4", "--config.log_every_steps=1",
                "--config.model.mamba.n_layers=1", "--config.model.transformer.n_layers=1",
                "--config.eval.num_prompts=32", "--config.eval.batch_size=16",
-               "--config.eval.tasks=linear_regression", "--config.eval.probe_prompts=0"]
+               "--config.eval.function_classes=('linear_regression',)",
+               "--config.eval.probe_prompts=0"]
   losses = {}
   for devices in (1, 8):
     workdir = str(tmp_path / str(devices))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments.configs import tradeoff_digits
-from experiments.models import tradeoff_networks as tn
+from experiments.studies.tradeoff import networks as tn
+from experiments.studies.tradeoff.configs import digits as tradeoff_digits
 
 
 def model_config(architecture, latent_dim=3, **overrides):
@@ -82,15 +82,15 @@ def test_bad_configs_name_the_field():
       (dict(architecture="resnet"), 8, "config.model.architecture"),
       (dict(latent_dim=0), 8, "config.model.latent_dim"),
       (dict(head_hidden=-1), 8, "config.model.head_hidden"),
-      (dict(architecture="cnn", cnn_channels="8,8,8,8"), 8, "config.model.cnn_channels"),
-      (dict(architecture="cnn", cnn_channels="8,x"), 8, "config.model.cnn_channels"),
+      (dict(architecture="cnn", cnn_channels=(8, 8, 8, 8)), 8, "config.model.cnn_channels"),
+      (dict(architecture="cnn", cnn_channels=(8, "x")), 8, "config.model.cnn_channels"),
       (dict(architecture="mamba", patch_size=3), 8, "config.model.patch_size"),
       (dict(architecture="fc_medium"), 8, None),
   ]
   for overrides, size, field in cases:
     c = model_config(overrides.pop("architecture", "fc_small"), **overrides)
     if field is None:
-      c.fc.medium = "64,0"
+      c.fc.medium = (64, 0)
       field = "config.model.fc.medium"
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
       tn.TradeoffNet(c, image_size=size, num_classes=10, rngs=nnx.Rngs(0))
@@ -112,8 +112,8 @@ def test_losses_per_example():
 
 
 def test_paper_scale_config_fits_mnist():
-  from experiments.configs import tradeoff_mnist
-  config = tradeoff_mnist.get_config()
-  for architecture in config.sweep.architectures.split(","):
+  from experiments.studies.tradeoff.configs import mnist
+  config = mnist.get_config()
+  for architecture in config.sweep.architectures:
     config.model.architecture = architecture
     tn.check_config(config.model, config.data.image_size)  # raises if a size does not fit

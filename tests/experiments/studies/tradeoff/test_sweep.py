@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import sweep, train
-from experiments.configs import tradeoff_digits
+from experiments import train
 from experiments.data import digits
-from experiments.tasks import tradeoff_report
+from experiments.studies.tradeoff import report as tradeoff_report
+from experiments.studies.tradeoff import sweep
+from experiments.studies.tradeoff.configs import digits as tradeoff_digits
 from tests.experiments.test_train import ROOT, _env
 
-CONFIG = os.path.join(ROOT, "experiments", "configs", "tradeoff_digits.py")
-TINY = {"sweep.architectures": "fc_small", "sweep.latent_dims": "2,4", "sweep.lams": "0,1",
-        "sweep.figure_images": 2, "num_train_steps": 2, "batch_size": 16,
-        "eval.num_images": 3, "model.fc.small": "16"}
+CONFIG = os.path.join(ROOT, "experiments", "studies", "tradeoff", "configs", "digits.py")
+TINY = {"sweep.architectures": ("fc_small",), "sweep.latent_dims": (2, 4),
+        "sweep.lams": (0.0, 1.0), "sweep.figure_images": 2, "num_train_steps": 2,
+        "batch_size": 16, "eval.num_images": 3, "model.fc.small": (16,)}
 
 
 @pytest.fixture(scope="module")
@@ -63,25 +64,26 @@ def test_grid_and_run_configs():
 
 
 @pytest.mark.parametrize("field,value", [
-    ("architectures", "fc_small,resnet"), ("architectures", "cnn,cnn"), ("architectures", ""),
-    ("latent_dims", "0,2"), ("latent_dims", "2,2"), ("lams", "0,1.5"), ("lams", "0,x"),
-    ("lams", "0,0")])
+    ("architectures", ("fc_small", "resnet")), ("architectures", ("cnn", "cnn")),
+    ("architectures", ()), ("latent_dims", (0, 2)), ("latent_dims", (2, 2)),
+    ("lams", (0, 1.5)), ("lams", (0, "x")), ("lams", (0, 0)), ("lams", ())])
 def test_bad_grids_name_the_field(field, value):
   config = tradeoff_digits.get_config()
   config.sweep[field] = value
   with pytest.raises(ValueError, match=rf"config\.sweep\.{field}"):
     sweep.grid(config)
   config = tradeoff_digits.get_config()
-  config.task = "reconstruction"
-  with pytest.raises(ValueError, match="config.task"):
+  config.study = "icl"
+  with pytest.raises(ValueError, match="config.study"):
     sweep.grid(config)
 
 
 def test_smoke_sweep_then_resume(data_dir, tmp_path):
   workdir = tmp_path / "sweep"
-  overrides = [f"--config.{key}={value}" for key, value in TINY.items()]
+  overrides = [f"--config.{key}={value!r}" for key, value in TINY.items()]
   result = subprocess.run(
-      [sys.executable, "-m", "experiments.sweep", f"--config={CONFIG}", f"--workdir={workdir}",
+      [sys.executable, "-m", "experiments.studies.tradeoff.sweep", f"--config={CONFIG}",
+       f"--workdir={workdir}",
        f"--config.data.data_dir={data_dir}", *overrides],
       env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -12,10 +12,11 @@ import pytest
 from flax import nnx
 
 from experiments import data, optimizers, parallel
-from experiments.configs import tradeoff_digits
-from experiments.models.tradeoff_networks import (ARCHITECTURES, PARTS, cross_entropy,
-                                                  reconstruction_error)
-from experiments.tasks import tradeoff, tradeoff_report
+from experiments.studies.tradeoff import report as tradeoff_report
+from experiments.studies.tradeoff import task as tradeoff
+from experiments.studies.tradeoff.configs import digits as tradeoff_digits
+from experiments.studies.tradeoff.networks import (ARCHITECTURES, PARTS, cross_entropy,
+                                                   reconstruction_error)
 from tests.experiments.test_train import ROOT, _losses, run_main
 
 
@@ -31,7 +32,7 @@ def tiny(data_dir, architecture="fc_small", lam=0.3):
   c.data.data_dir = data_dir
   c.model.architecture, c.model.latent_dim, c.lam = architecture, 3, lam
   c.model.head_hidden = 4
-  c.model.fc.small = "16"
+  c.model.fc.small = (16,)
   c.model.mamba.d_model = 8
   c.model.mamba.d_state = 4
   c.batch_size = 16
@@ -205,13 +206,13 @@ def test_epochs_set_the_steps():
   c.batch_size = 512
   c.num_epochs = 10
   assert c.num_train_steps == 29
-  from experiments.configs import tradeoff_mnist
-  paper = tradeoff_mnist.get_config()
+  from experiments.studies.tradeoff.configs import mnist
+  paper = mnist.get_config()
   assert (paper.batch_size, paper.num_epochs, paper.num_train_steps) == (512, 10, 1172)
   assert paper.optimizer.name == "adam" and paper.optimizer.learning_rate == 1e-3
-  assert paper.sweep.architectures.split(",") == list(ARCHITECTURES)
+  assert list(paper.sweep.architectures) == list(ARCHITECTURES)
   for config in (c, paper):
-    lams = {float(x) for x in config.sweep.lams.split(",")}
+    lams = set(config.sweep.lams)
     assert lams >= {0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1}
 
 
@@ -240,7 +241,7 @@ def test_evaluation_covers_the_test_split_once(data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_eight_devices_follow_one(data_dir, tmp_path):
-  config = os.path.join(ROOT, "experiments", "configs", "tradeoff_digits.py")
+  config = os.path.join(ROOT, "experiments", "studies", "tradeoff", "configs", "digits.py")
   overrides = [f"--config.data.data_dir={data_dir}", "--config.model.architecture=mamba",
                "--config.model.latent_dim=4", "--config.model.mamba.d_model=8",
                "--config.num_train_steps=4", "--config.log_every_steps=1", "--config.lam=0.5"]

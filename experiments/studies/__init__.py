@@ -1,0 +1,21 @@
+"""The three studies, one package each; `make_task` builds the one a config names.
+
+Each study package holds its task (experiments/task.py's contract), models, report, configs and,
+where it has one, its sweep. Studies share only what lives in `experiments/` itself and never
+import one another (tests/experiments/test_layering.py checks this).
+"""
+
+import importlib
+
+STUDIES = {
+    "length_generalisation": "experiments.studies.length_generalisation.task",
+    "icl": "experiments.studies.icl.task",
+    "tradeoff": "experiments.studies.tradeoff.task",
+}
+
+
+def make_task(config, mesh):
+  """The task of `config.study`, built (and its config checked) for `mesh`."""
+  if config.study not in STUDIES:
+    raise ValueError(f"config.study = {config.study!r}; expected one of {sorted(STUDIES)}")
+  return importlib.import_module(STUDIES[config.study]).Task(config, mesh)

@@ -1,0 +1,1 @@
+"""The study's configs: `--config=experiments/studies/icl/configs/NAME.py`."""

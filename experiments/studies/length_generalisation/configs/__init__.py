@@ -1,0 +1,1 @@
+"""The study's configs: `--config=experiments/studies/length_generalisation/configs/NAME.py`."""

@@ -1,0 +1,2 @@
+"""Study C: the classification/reconstruction trade-off through one latent (Rathjens & Wiskott
+2024)."""

@@ -1,0 +1,30 @@
+"""The contract between a study and the training loop (experiments/train.py).
+
+A study's task is built from (config, mesh) and is complete after construction: every config
+check has run and every method can be called in any order (nothing is filled in lazily by
+another call). The loop only ever calls these four methods.
+"""
+
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+
+State = Any  # a pytree of arrays: {"params", "opt_state", "step"} in every study so far
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+@runtime_checkable
+class Task(Protocol):
+
+  def init_state(self, rng: jax.Array) -> State:
+    """The initial training state (parameters, optimiser state, step) from one PRNG key."""
+
+  def train_step(self, state: State, batch: Batch) -> tuple[State, Metrics]:
+    """One optimiser step: pure and jit-able; metrics hold at least "loss"."""
+
+  def batch(self, step: int) -> Batch:
+    """The global batch of `step`, a pure function of (config.seed, step), sharded on the mesh."""
+
+  def evaluate(self, state: State, workdir: str) -> None:
+    """Writes the study's evaluation outputs to workdir/eval/."""
