@@ -12,8 +12,14 @@ from mamba_jax.config import MambaConfig
 from mamba_jax.decode import DecodeCache, generate, init_cache, prefill, step
 from mamba_jax.discretization import Discretization
 from mamba_jax.layers import CausalConv1d, RMSNorm
-from mamba_jax.models import (MambaLM, MambaModel, MambaStack, count_parameters,
-                              stack_layers, unstack_layers)
+from mamba_jax.models import (
+                              MambaLM,
+                              MambaModel,
+                              MambaStack,
+                              count_parameters,
+                              stack_layers,
+                              unstack_layers,
+)
 from mamba_jax.optim import weight_decay_mask
 
 __all__ = [

@@ -108,8 +108,7 @@ def save_pretrained(model, path, format="hf", *, safe_serialization=None, max_sh
     raise ValueError("save_pretrained: max_shard_size shards safetensors files only; pass "
                      "safe_serialization=True")
   tensors = _torch_tensors(model, format)
-  if not safe:
-    torch = _import_torch("write pytorch_model.bin")
+  torch = None if safe else _import_torch("write pytorch_model.bin")
   directory = pathlib.Path(path)
   directory.mkdir(parents=True, exist_ok=True)
   _remove_old_weights(directory)

@@ -79,7 +79,8 @@ class MambaConfig:
     for name in ("d_model", "n_layers", "d_state", "d_conv", "expand", "pad_vocab_size_multiple"):
       _require(name, _is_int(getattr(self, name)) and getattr(self, name) >= 1,
                getattr(self, name), "a positive integer")
-    _require("dt_rank", self.dt_rank == "auto" or (_is_int(self.dt_rank) and self.dt_rank >= 1),
+    _require("dt_rank", self.dt_rank == "auto" or (isinstance(self.dt_rank, int)
+                                                   and _is_int(self.dt_rank) and self.dt_rank >= 1),
              self.dt_rank, '"auto" or a positive integer')
     for name in ("dt_min", "dt_max", "dt_init_floor", "dt_scale", "rms_norm_eps",
                  "initializer_range"):
@@ -92,7 +93,8 @@ class MambaConfig:
     _require("discretization", self.discretization in DISCRETIZATIONS, self.discretization,
              f"one of {DISCRETIZATIONS}")
     if self.discretization == "length_adaptive":
-      _require("length_ref", _is_number(self.length_ref) and self.length_ref > 0, self.length_ref,
+      _require("length_ref", _is_number(self.length_ref) and self.length_ref is not None
+               and self.length_ref > 0, self.length_ref,
                'a positive number when discretization="length_adaptive"')
     elif self.length_ref is not None:
       _require("length_ref", _is_number(self.length_ref) and self.length_ref > 0, self.length_ref,
@@ -121,7 +123,7 @@ class MambaConfig:
 
   @property
   def resolved_dt_rank(self) -> int:
-    return math.ceil(self.d_model / 16) if self.dt_rank == "auto" else self.dt_rank
+    return math.ceil(self.d_model / 16) if isinstance(self.dt_rank, str) else self.dt_rank
 
   @property
   def padded_vocab_size(self) -> int | None:

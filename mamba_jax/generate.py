@@ -31,7 +31,7 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(prog="python -m mamba_jax.generate",
-                                   description=__doc__.split("\n\n")[0])
+                                   description=(__doc__ or "").split("\n\n")[0])
   parser.add_argument("--checkpoint", required=True,
                       help="directory with config.json and weights (mamba_ssm or transformers)")
   prompt = parser.add_mutually_exclusive_group(required=True)
@@ -78,11 +78,17 @@ def main(argv=None):
   dtype = _DTYPES[args.dtype]
   config, model = checkpoints.load_pretrained(args.checkpoint, dtype=dtype, param_dtype=dtype)
   tokenizer = _load_tokenizer(args.checkpoint, required=args.prompt is not None)
-  ids = tokenizer.encode(args.prompt).ids if args.prompt is not None else args.prompt_ids
-  bad = [token for token in ids if not 0 <= token < config.vocab_size]
+  if args.prompt is not None:
+    assert tokenizer is not None  # required=True above: loading raised otherwise
+    ids = tokenizer.encode(args.prompt).ids
+  else:
+    ids = args.prompt_ids
+  vocab_size = config.vocab_size
+  assert vocab_size is not None  # a language model's checkpoint always has one
+  bad = [token for token in ids if not 0 <= token < vocab_size]
   if not ids or bad:
     raise SystemExit(f"error: prompt ids {bad or ids}: expected a non-empty prompt of ids in "
-                     f"0..{config.vocab_size - 1}")
+                     f"0..{vocab_size - 1}")
   prompt = jnp.asarray([ids], jnp.int32)
   rng = jax.random.key(args.seed)
 

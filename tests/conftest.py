@@ -1,4 +1,5 @@
-"""Shared pytest setup: tests run on CPU unless an accelerator is present; nothing reaches the network."""
+"""Shared pytest setup: tests run on CPU unless an accelerator is present; nothing reaches the
+network."""
 
 import os
 

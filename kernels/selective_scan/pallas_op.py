@@ -8,6 +8,7 @@ channels). Groups of B/C run as separate launches over their channels.
 """
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +31,8 @@ def kernel_config(backend, batch, length, d_inner, d_state, *, has_z, delta_soft
   if backend not in BACKENDS:
     raise ValueError(f"selective_scan: pallas_backend={backend!r}; expected one of "
                      f"{sorted(BACKENDS)}")
-  common = dict(has_z=has_z, delta_softplus=bool(delta_softplus), backend=backend,
-                interpret=bool(interpret))
+  common: dict[str, Any] = dict(has_z=has_z, delta_softplus=bool(delta_softplus),
+                                backend=backend, interpret=bool(interpret))
   if backend == "tpu":
     if num_warps is not None or num_stages is not None:
       raise ValueError("selective_scan: num_warps and num_stages are launch settings of the GPU "
@@ -75,9 +76,10 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None, *,
   outs, states = [], []
   for g in range(groups):
     channels = slice(g * per_group, (g + 1) * per_group)
-    out, state = _scan(u[..., channels], delta[..., channels], A[channels], B[:, :, g],
-                       C[:, :, g], D[channels], None if z is None else z[..., channels],
-                       bias[channels], h0[:, channels], lengths, cfg)
+    result = _scan(u[..., channels], delta[..., channels], A[channels], B[:, :, g],
+                   C[:, :, g], D[channels], None if z is None else z[..., channels],
+                   bias[channels], h0[:, channels], lengths, cfg)
+    out, state = result  # pyright: ignore[reportGeneralTypeIssues]  (custom_vjp: untyped)
     outs.append(out)
     states.append(state)
   if groups == 1:
@@ -125,7 +127,9 @@ def _scan_fwd(u, delta, A, B, C, D, z, bias, h0, lengths, cfg):
   batch, length, d = u.shape
   d_state = A.shape[1]
   arrays = _layout(cfg, u, delta, A, B, C, D, z, bias, lengths)
-  n_pad, d_pad = arrays["At"].shape
+  At = arrays["At"]
+  assert At is not None  # A is always laid out
+  n_pad, d_pad = At.shape
   out, final_t, bounds = BACKENDS[cfg.backend].forward(
       cfg, h0t=_state_layout(h0, n_pad, d_pad), **arrays)
   final = final_t[:, :d_state, :d].transpose(0, 2, 1)

@@ -36,7 +36,8 @@ def test_weight_decay_spares_A_log_D_and_biases():
   zero = jax.tree_util.tree_map(jnp.zeros_like, PARAMS)
   updates, _ = tx.update(zero, tx.init(PARAMS), PARAMS)
   assert float(jnp.abs(updates["mixer"]["in_proj"]["kernel"]).sum()) > 0  # decays
-  for leaf in (updates["mixer"]["A_log"], updates["mixer"]["D"], updates["mixer"]["in_proj"]["bias"]):
+  mixer = updates["mixer"]
+  for leaf in (mixer["A_log"], mixer["D"], mixer["in_proj"]["bias"]):
     np.testing.assert_array_equal(leaf, 0.0)
 
 

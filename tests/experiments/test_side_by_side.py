@@ -50,7 +50,7 @@ def test_each_model_steps_as_if_trained_alone():
   for name in ("narrow", "wide"):
     params = state["params"][name]
     tx = optimizers.make_optimizer(config.optimizer, config.num_train_steps, params)
-    loss_fn = lambda p: task.loss(nnx.merge(task.graphdef(name), p), batch)  # noqa: E731
+    loss_fn = lambda p, name=name: task.loss(nnx.merge(task.graphdef(name), p), batch)
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, _ = tx.update(grads, tx.init(params), params)
     expected = optax.apply_updates(params, updates)

@@ -43,8 +43,11 @@ def _env(devices=1, **extra):
 
 
 def _command(workdir, *overrides, config=DIGITS):
+  """TINY's flags, less any that `overrides` set again (a repeated tuple flag would append)."""
+  keys = {o.split("=", 1)[0] for o in overrides}
+  tiny = [t for t in TINY if t.split("=", 1)[0] not in keys]
   return [sys.executable, "-m", "experiments.main", f"--config={config}", f"--workdir={workdir}",
-          *TINY, *overrides]
+          *tiny, *overrides]
 
 
 def _train(workdir, *overrides, devices=1, data_dir, config=DIGITS, check=True):
@@ -76,7 +79,8 @@ def _final_params(workdir):
       "step = c.latest_step()\n"
       "tree = ocp.StandardCheckpointer().restore(sys.argv[1] + f'/checkpoints/{step}/default')\n"
       "flat = jax.tree_util.tree_flatten_with_path(tree['params'])[0]\n"
-      "np.savez(sys.argv[2], step=step, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in flat})\n")
+      "arrays = {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}\n"
+      "np.savez(sys.argv[2], step=step, **arrays)\n")
   out = os.path.join(workdir, "final_params.npz")
   subprocess.run([sys.executable, "-c", code, workdir, out], env=_env(), cwd=ROOT, check=True,
                  capture_output=True, timeout=300)

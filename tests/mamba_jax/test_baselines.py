@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.mamba_jax.helpers import assert_close
 from mamba_jax.baselines import CausalTransformer, S4DModel
+from tests.mamba_jax.helpers import assert_close
 
 
 def _baseline(name):

@@ -322,7 +322,7 @@ def hf_model():
   torch.manual_seed(0)
   model = transformers.MambaForCausalLM(config).eval()
   with torch.no_grad():
-    for name, param in model.named_parameters():
+    for _name, param in model.named_parameters():
       param.add_(0.1 * torch.randn_like(param))
   return model
 
@@ -401,6 +401,7 @@ def test_sharded_and_torch_files_written_by_transformers(hf_model, hf_dir, tmp_p
 
 def test_half_precision_transformers_checkpoint(hf_model, tmp_path):
   import copy
+
   import torch
   half = copy.deepcopy(hf_model).to(torch.bfloat16)
   half.save_pretrained(tmp_path)

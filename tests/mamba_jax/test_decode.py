@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.mamba_jax.helpers import assert_close, tiny_config
 from mamba_jax import decode
 from mamba_jax.models import MambaLM, MambaModel
+from tests.mamba_jax.helpers import assert_close, tiny_config
 
 LENGTH = 10
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tests.mamba_jax.helpers import assert_close
 from mamba_jax.layers import CausalConv1d, RMSNorm, torch_linear
+from tests.mamba_jax.helpers import assert_close
 
 
 def test_rms_norm_matches_formula_and_returns_compute_dtype():

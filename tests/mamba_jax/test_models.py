@@ -7,10 +7,10 @@ import optax
 import pytest
 from flax import nnx
 
-from tests.mamba_jax.helpers import assert_close, tiny_config
 from mamba_jax.config import MambaConfig
 from mamba_jax.models import MambaLM, MambaModel, count_parameters
 from mamba_jax.optim import weight_decay_mask
+from tests.mamba_jax.helpers import assert_close, tiny_config
 
 
 def test_130m_configuration_has_mamba_ssm_parameter_count():

@@ -6,10 +6,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from tests.mamba_jax.helpers import tiny_config
 from mamba_jax.baselines import S4DModel
 from mamba_jax.models import MambaLM
 from mamba_jax.optim import weight_decay_mask
+from tests.mamba_jax.helpers import tiny_config
 
 
 def _named_mask(model):

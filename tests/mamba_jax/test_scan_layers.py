@@ -11,10 +11,10 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from tests.mamba_jax.helpers import tiny_config
 from mamba_jax import decode
 from mamba_jax.block import LayerCache
 from mamba_jax.models import MambaLM, MambaModel, count_parameters, stack_layers, unstack_layers
+from tests.mamba_jax.helpers import tiny_config
 
 # The two layouts run the same float32 arithmetic in a different program (loop vs scan), so
 # they agree to rounding, far inside the project's float32 tolerances.

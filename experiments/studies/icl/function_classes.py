@@ -23,7 +23,7 @@ Conventions follow Garg et al.'s code, which Grazzi et al. reuse:
 import dataclasses
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -85,7 +85,7 @@ def apply_decision_tree(params, xs):
   return params["leaves"][node - internal]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def skewed_input_root(d):
   """R (d, d) with x = z R, z ~ N(0, I): Cov(x) = R^T R has eigenvalues proportional to 1/i^2.
 

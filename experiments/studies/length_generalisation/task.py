@@ -17,8 +17,11 @@ from flax import nnx
 from experiments import config_values, data, parallel
 from experiments.side_by_side import SideBySide, model_names
 from experiments.studies.length_generalisation import patches, report
-from experiments.studies.length_generalisation.model import (VARIANTS, PatchReconstructor,
-                                                             squared_error)
+from experiments.studies.length_generalisation.model import (
+  VARIANTS,
+  PatchReconstructor,
+  squared_error,
+)
 
 
 def length_buckets(min_length, max_length, count):

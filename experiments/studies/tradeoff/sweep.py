@@ -64,7 +64,8 @@ def grid(config):
       "config.sweep.latent_dims")
   if isinstance(sweep.lams, str) or not isinstance(sweep.lams, (tuple, list)) or not sweep.lams:
     raise ValueError(f"config.sweep.lams = {sweep.lams!r}; expected a tuple of numbers in [0, 1]")
-  lams = config_values.distinct([check_lam(lam) for lam in sweep.lams], "config.sweep.lams")
+  lams = [check_lam(lam, f"config.sweep.lams entry {i}") for i, lam in enumerate(sweep.lams)]
+  lams = config_values.distinct(lams, "config.sweep.lams")
   return [(a, z, lam) for a in architectures for z in latent_dims for lam in lams]
 
 

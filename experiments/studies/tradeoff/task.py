@@ -30,14 +30,18 @@ from flax import nnx
 from experiments import data, optimizers, parallel
 from experiments.multi_optimizer import MultiOptimizer
 from experiments.studies.tradeoff import report
-from experiments.studies.tradeoff.networks import (PARTS, TradeoffNet, cross_entropy,
-                                                   reconstruction_error)
+from experiments.studies.tradeoff.networks import (
+  PARTS,
+  TradeoffNet,
+  cross_entropy,
+  reconstruction_error,
+)
 
 
-def check_lam(lam):
-  """lam as a float in [0, 1]; ValueError naming config.lam otherwise."""
+def check_lam(lam, field="config.lam"):
+  """lam as a float in [0, 1]; ValueError naming `field` otherwise."""
   if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
-    raise ValueError(f"config.lam = {lam!r}; expected a number in [0, 1] (the weight of the MSE)")
+    raise ValueError(f"{field} = {lam!r}; expected a number in [0, 1] (the weight of the MSE)")
   return float(lam)
 
 

@@ -9,10 +9,16 @@ import pytest
 
 from experiments import host_batch
 from experiments.studies.icl import function_classes
-from experiments.studies.icl.function_classes import (FUNCTION_CLASSES, curriculum_at,
-                                                      curriculum_value, default_curriculum,
-                                                      icl_batch, make_prompt,
-                                                      normalised_squared_error, read_predictions)
+from experiments.studies.icl.function_classes import (
+  FUNCTION_CLASSES,
+  curriculum_at,
+  curriculum_value,
+  default_curriculum,
+  icl_batch,
+  make_prompt,
+  normalised_squared_error,
+  read_predictions,
+)
 
 D, N, B = 20, 41, 512
 

@@ -159,9 +159,9 @@ def test_smoke_run_of_each_function_class(class_name, tmp_path):
 
 @pytest.mark.slow
 def test_paper_variant_smoke_run_with_curriculum(tmp_path):
-  config = tiny(get_config("linear_regression", "paper"), models="mamba,transformer")
+  config = tiny(get_config("linear_regression", "paper"), models=("mamba", "transformer"))
   config.icl.curriculum.dims.interval = config.icl.curriculum.points.interval = 1
-  config.eval.tasks = "linear_regression"
+  config.eval.function_classes = ("linear_regression",)
   train.train_and_evaluate(config, str(tmp_path))
   rows = _rows(tmp_path / "eval" / "icl_curves.csv")
   assert max(int(r["n_points"]) for r in rows) == config.eval.n_points - 1 == 102

@@ -5,9 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.studies.length_generalisation.patches import (draw_context_length,
-                                                               extract_patches, patch_sequences,
-                                                               positions)
+from experiments.studies.length_generalisation.patches import (
+  draw_context_length,
+  extract_patches,
+  patch_sequences,
+  positions,
+)
 
 S, P = 128, 4
 

@@ -15,8 +15,12 @@ from experiments import data, optimizers, parallel
 from experiments.studies.tradeoff import report as tradeoff_report
 from experiments.studies.tradeoff import task as tradeoff
 from experiments.studies.tradeoff.configs import digits as tradeoff_digits
-from experiments.studies.tradeoff.networks import (ARCHITECTURES, PARTS, cross_entropy,
-                                                   reconstruction_error)
+from experiments.studies.tradeoff.networks import (
+  ARCHITECTURES,
+  PARTS,
+  cross_entropy,
+  reconstruction_error,
+)
 from tests.experiments.test_train import ROOT, _losses, run_main
 
 
