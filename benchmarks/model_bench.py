@@ -30,10 +30,12 @@ from absl import app, flags
 
 LAYOUTS = {"loop": False, "scan": True, "auto": None}  # --layouts -> MambaConfig.scan_layers
 CONFIGS = {
-    "a": dict(d_model=16, n_layers=8, d_state=8, d_conv=4, expand=2, dt_rank=1, batch=64,
-              length=2049),
-    "b": dict(d_model=256, n_layers=24, d_state=16, d_conv=4, expand=2, dt_rank="auto", batch=64,
-              length=82),
+  "a": dict(
+    d_model=16, n_layers=8, d_state=8, d_conv=4, expand=2, dt_rank=1, batch=64, length=2049
+  ),
+  "b": dict(
+    d_model=256, n_layers=24, d_state=16, d_conv=4, expand=2, dt_rank="auto", batch=64, length=82
+  ),
 }
 PEER_ENV = ".venv-peer"
 PEER_PACKAGES = ["torch==2.13.0", "mambapy==1.2.0", "numpy"]
@@ -61,10 +63,16 @@ def measure_here(spec):
   import mamba_jax
 
   config = mamba_jax.MambaConfig(
-      d_model=spec["d_model"], n_layers=spec["n_layers"], d_state=spec["d_state"],
-      d_conv=spec["d_conv"], expand=spec["expand"], dt_rank=spec["dt_rank"],
-      scan_implementation=spec["implementation"], remat=spec["remat"],
-      scan_layers=LAYOUTS[spec["layout"]])
+    d_model=spec["d_model"],
+    n_layers=spec["n_layers"],
+    d_state=spec["d_state"],
+    d_conv=spec["d_conv"],
+    expand=spec["expand"],
+    dt_rank=spec["dt_rank"],
+    scan_implementation=spec["implementation"],
+    remat=spec["remat"],
+    scan_layers=LAYOUTS[spec["layout"]],
+  )
   model = mamba_jax.MambaModel(config, spec["d_model"], spec["d_model"], rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model, nnx.Param)
   tx = optax.adam(1e-3)
@@ -95,10 +103,14 @@ def measure_here(spec):
     *state, loss = compiled(*state)
     jax.block_until_ready(loss)
     times.append(time.perf_counter() - start)
-  return {"step_seconds": statistics.median(times), "compile_seconds": compile_seconds,
-          "trace_seconds": trace_seconds, "scan_layers": config.resolved_scan_layers,
-          "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-          "parameters": mamba_jax.count_parameters(model)}
+  return {
+    "step_seconds": statistics.median(times),
+    "compile_seconds": compile_seconds,
+    "trace_seconds": trace_seconds,
+    "scan_layers": config.resolved_scan_layers,
+    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "parameters": mamba_jax.count_parameters(model),
+  }
 
 
 def ensure_peer_env(root):
@@ -125,11 +137,17 @@ def main(argv):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
   peer_python = ensure_peer_env(root) if _FLAGS.peer else None
   import jax
-  print(f"# Mamba training step: {time.strftime('%Y-%m-%d')}, JAX {jax.__version__} "
-        f"({jax.default_backend()}, scan implementation {_FLAGS.implementation}), "
-        f"{os.cpu_count()} CPU cores, median of {_FLAGS.repeats} steps after warm-up")
-  print("| config | implementation | layers | batch | length | step s | tokens/s | peak RSS MiB | "
-        "compile s (trace) |\n|---|---|---|---|---|---|---|---|---|", flush=True)
+
+  print(
+    f"# Mamba training step: {time.strftime('%Y-%m-%d')}, JAX {jax.__version__} "
+    f"({jax.default_backend()}, scan implementation {_FLAGS.implementation}), "
+    f"{os.cpu_count()} CPU cores, median of {_FLAGS.repeats} steps after warm-up"
+  )
+  print(
+    "| config | implementation | layers | batch | length | step s | tokens/s | peak RSS MiB | "
+    "compile s (trace) |\n|---|---|---|---|---|---|---|---|---|",
+    flush=True,
+  )
   rows = {}
   for name in _FLAGS.configs:
     spec = dict(CONFIGS[name], repeats=_FLAGS.repeats, implementation=_FLAGS.implementation)
@@ -141,38 +159,57 @@ def main(argv):
     for remat in _FLAGS.remat:
       for layout in _FLAGS.layouts:
         ours = dict(spec, remat=remat.lower() == "true", layout=layout)
-        runs.append(("mamba_jax" + (" remat" if ours["remat"] else ""), ours,
-                     [sys.executable, "-m", "benchmarks.model_bench",
-                      f"--child={json.dumps(ours)}"]))
+        runs.append(
+          (
+            "mamba_jax" + (" remat" if ours["remat"] else ""),
+            ours,
+            [sys.executable, "-m", "benchmarks.model_bench", f"--child={json.dumps(ours)}"],
+          )
+        )
     if peer_python:
-      peer_spec = dict(spec, batch=_FLAGS.peer_batch_b if name == "b" else spec["batch"],
-                       dt_rank=spec["dt_rank"])
-      runs.append(("mambapy 1.2.0", peer_spec,
-                   [peer_python, os.path.join(root, "benchmarks", "peer_mambapy.py"),
-                    json.dumps(peer_spec)]))
+      peer_spec = dict(
+        spec, batch=_FLAGS.peer_batch_b if name == "b" else spec["batch"], dt_rank=spec["dt_rank"]
+      )
+      runs.append(
+        (
+          "mambapy 1.2.0",
+          peer_spec,
+          [peer_python, os.path.join(root, "benchmarks", "peer_mambapy.py"), json.dumps(peer_spec)],
+        )
+      )
     for label, run_spec, command in runs:
       result = _run_child(command, root)
       rows[(name, label, run_spec.get("layout"))] = (run_spec, result)
       layers = {True: "scan", False: "loop"}.get(result.get("scan_layers"), "")
       if "error" in result:
-        print(f"| {name} | {label} | | {run_spec['batch']} | {run_spec['length']} | failed: "
-              f"{result['error']} | | | |", flush=True)
+        print(
+          f"| {name} | {label} | | {run_spec['batch']} | {run_spec['length']} | failed: "
+          f"{result['error']} | | | |",
+          flush=True,
+        )
         continue
       tokens = run_spec["batch"] * run_spec["length"] / result["step_seconds"]
-      compile_time = (f"{result['compile_seconds']:.1f} ({result['trace_seconds']:.1f})"
-                      if "compile_seconds" in result else "")
-      print(f"| {name} | {label} | {layers} | {run_spec['batch']} | {run_spec['length']} | "
-            f"{result['step_seconds']:.3f} | {tokens:,.0f} | {result['peak_rss_mib']:,.0f} | "
-            f"{compile_time} |", flush=True)
+      compile_time = (
+        f"{result['compile_seconds']:.1f} ({result['trace_seconds']:.1f})"
+        if "compile_seconds" in result
+        else ""
+      )
+      print(
+        f"| {name} | {label} | {layers} | {run_spec['batch']} | {run_spec['length']} | "
+        f"{result['step_seconds']:.3f} | {tokens:,.0f} | {result['peak_rss_mib']:,.0f} | "
+        f"{compile_time} |",
+        flush=True,
+      )
   per_token = lambda r: r[1]["step_seconds"] / (r[0]["batch"] * r[0]["length"])
   for (name, label, *_), ours in rows.items():
     peer = rows.get((name, "mambapy 1.2.0", None))
-    if (label.startswith("mamba_jax") and peer and "error" not in ours[1]
-        and "error" not in peer[1]):
+    if label.startswith("mamba_jax") and peer and "error" not in ours[1] and "error" not in peer[1]:
       layers = "scan" if ours[1]["scan_layers"] else "loop"
-      print(f"config {name}, {label} ({layers} layers): per-token training time "
-            f"{per_token(peer) / per_token(ours):.1f}x faster than mambapy; peak memory "
-            f"{ours[1]['peak_rss_mib'] / peer[1]['peak_rss_mib']:.2f}x of mambapy's")
+      print(
+        f"config {name}, {label} ({layers} layers): per-token training time "
+        f"{per_token(peer) / per_token(ours):.1f}x faster than mambapy; peak memory "
+        f"{ours[1]['peak_rss_mib'] / peer[1]['peak_rss_mib']:.2f}x of mambapy's"
+      )
 
 
 if __name__ == "__main__":

@@ -17,9 +17,15 @@ from mambapy.mamba import Mamba, MambaConfig
 
 def main(spec):
   torch.manual_seed(0)
-  config = MambaConfig(d_model=spec["d_model"], n_layers=spec["n_layers"],
-                       d_state=spec["d_state"], expand_factor=spec["expand"],
-                       dt_rank=spec["dt_rank"], d_conv=spec["d_conv"], pscan=True)
+  config = MambaConfig(
+    d_model=spec["d_model"],
+    n_layers=spec["n_layers"],
+    d_state=spec["d_state"],
+    expand_factor=spec["expand"],
+    dt_rank=spec["dt_rank"],
+    d_conv=spec["d_conv"],
+    pscan=True,
+  )
   model = Mamba(config)
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
   x = torch.randn(spec["batch"], spec["length"], spec["d_model"])
@@ -39,9 +45,16 @@ def main(spec):
     train_step()
     times.append(time.perf_counter() - start)
   peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  print(json.dumps({"step_seconds": statistics.median(times), "peak_rss_mib": peak_mib,
-                    "parameters": sum(p.numel() for p in model.parameters()),
-                    "threads": torch.get_num_threads()}))
+  print(
+    json.dumps(
+      {
+        "step_seconds": statistics.median(times),
+        "peak_rss_mib": peak_mib,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

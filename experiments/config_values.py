@@ -8,10 +8,12 @@ checks run when a study's task is built, before any training step.
 def positive_ints(value, field, *, allow_empty=False):
   """`value` as a list of positive integers; it must be a tuple (or list) of them."""
   ok = isinstance(value, (tuple, list)) and all(
-      isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in value)
+    isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in value
+  )
   if not ok or (not value and not allow_empty):
-    raise ValueError(f"{field} = {value!r}; expected a tuple of positive integers, e.g. "
-                     f"--{field}='(1,2,4)'")
+    raise ValueError(
+      f"{field} = {value!r}; expected a tuple of positive integers, e.g. --{field}='(1,2,4)'"
+    )
   return list(value)
 
 
@@ -25,8 +27,10 @@ def distinct(values, field):
 def length_range(minimum, maximum, field):
   """(minimum, maximum) with 1 <= minimum <= maximum, integers."""
   if not (isinstance(minimum, int) and isinstance(maximum, int) and 1 <= minimum <= maximum):
-    raise ValueError(f"{field}_min = {minimum!r}, {field}_max = {maximum!r}; expected integers "
-                     f"with 1 <= min <= max")
+    raise ValueError(
+      f"{field}_min = {minimum!r}, {field}_max = {maximum!r}; expected integers "
+      f"with 1 <= min <= max"
+    )
   return minimum, maximum
 
 
@@ -40,7 +44,8 @@ def config_arguments(arg, **defaults):
   for item in filter(None, (part.strip() for part in (arg or "").split(","))):
     key, sep, value = item.partition("=")
     if not sep or key.strip() not in defaults:
-      raise ValueError(f"config argument {item!r}; expected key=value with key one of "
-                       f"{sorted(defaults)}")
+      raise ValueError(
+        f"config argument {item!r}; expected key=value with key one of {sorted(defaults)}"
+      )
     values[key.strip()] = value.strip()
   return values

@@ -12,15 +12,20 @@ def host_batch_size(global_batch, process_count, device_count=None):
   """B / n, the examples one host reads per step; ValueError unless B splits evenly over the
   hosts (and over `device_count` devices, when given)."""
   if global_batch <= 0 or process_count <= 0:
-    raise ValueError(f"global batch ({global_batch}) and process count ({process_count}) must be "
-                     "positive.")
+    raise ValueError(
+      f"global batch ({global_batch}) and process count ({process_count}) must be positive."
+    )
   if device_count is not None and global_batch % device_count:
-    raise ValueError(f"config.batch_size = {global_batch} is not divisible by the number of "
-                     f"devices, {device_count} ({process_count} host(s)); choose a multiple of "
-                     f"{device_count}")
+    raise ValueError(
+      f"config.batch_size = {global_batch} is not divisible by the number of "
+      f"devices, {device_count} ({process_count} host(s)); choose a multiple of "
+      f"{device_count}"
+    )
   if global_batch % process_count:
-    raise ValueError(f"Global batch {global_batch} is not divisible by the process count "
-                     f"{process_count}: each host must read an equal slice.")
+    raise ValueError(
+      f"Global batch {global_batch} is not divisible by the process count "
+      f"{process_count}: each host must read an equal slice."
+    )
   return global_batch // process_count
 
 

@@ -16,7 +16,6 @@ METRICS_FILE = "metrics.jsonl"
 
 
 class MetricWriter:
-
   def __init__(self, workdir, total_steps, start_step=0):
     self._enabled = jax.process_index() == 0
     self._path = os.path.join(workdir, METRICS_FILE)
@@ -25,8 +24,9 @@ class MetricWriter:
     _truncate_jsonl(self._path, start_step)
     self._jsonl = open(self._path, "a")
     self._tensorboard = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"))
-    self._bar = tqdm.tqdm(total=total_steps, initial=start_step, dynamic_ncols=True,
-                          disable=None, desc="train")
+    self._bar = tqdm.tqdm(
+      total=total_steps, initial=start_step, dynamic_ncols=True, disable=None, desc="train"
+    )
 
   def write(self, step, metrics, prefix=""):
     """Logs scalars at `step`: one JSONL row {"step": step, ...} and TensorBoard scalars."""

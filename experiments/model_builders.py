@@ -22,8 +22,10 @@ def _arguments(section, accepted, where, ignore, overrides):
   fields = dict(section.items())
   unknown = sorted(set(fields) - set(accepted) - set(ignore))
   if unknown:
-    raise ValueError(f"{where}: unknown field(s) {unknown}; the model takes {sorted(accepted)}"
-                     + (f" (the study reads {sorted(ignore)} itself)" if ignore else ""))
+    raise ValueError(
+      f"{where}: unknown field(s) {unknown}; the model takes {sorted(accepted)}"
+      + (f" (the study reads {sorted(ignore)} itself)" if ignore else "")
+    )
   arguments = {key: value for key, value in fields.items() if key in accepted}
   arguments.update(overrides)
   return arguments
@@ -36,19 +38,31 @@ def mamba_config(section, *, where="config.model.mamba", ignore=(), **overrides)
 
 
 def _keywords(constructor):
-  return [name for name, p in inspect.signature(constructor).parameters.items()
-          if p.kind is p.KEYWORD_ONLY and name not in _RESERVED]
+  return [
+    name
+    for name, p in inspect.signature(constructor).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name not in _RESERVED
+  ]
 
 
-def causal_transformer(section, in_features, out_features, *, rngs,
-                       where="config.model.transformer", ignore=(), **overrides):
+def causal_transformer(
+  section,
+  in_features,
+  out_features,
+  *,
+  rngs,
+  where="config.model.transformer",
+  ignore=(),
+  **overrides,
+):
   """mamba_jax's CausalTransformer baseline from a config section."""
   kwargs = _arguments(section, _keywords(CausalTransformer.__init__), where, ignore, overrides)
   return CausalTransformer(in_features, out_features, rngs=rngs, **kwargs)
 
 
-def s4d_model(section, in_features, out_features, *, rngs, where="config.model.s4d", ignore=(),
-              **overrides):
+def s4d_model(
+  section, in_features, out_features, *, rngs, where="config.model.s4d", ignore=(), **overrides
+):
   """mamba_jax's S4D baseline from a config section."""
   kwargs = _arguments(section, _keywords(S4DModel.__init__), where, ignore, overrides)
   return S4DModel(in_features, out_features, rngs=rngs, **kwargs)

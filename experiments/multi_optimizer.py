@@ -10,22 +10,24 @@ import optax
 
 
 class MultiOptimizer:
-
   def __init__(self, optimizers):
     """optimizers: {part name: optax.GradientTransformation}, in a fixed order."""
     self.optimizers = dict(optimizers)
 
   def init_state(self, params):
     """The training state of `params` ({part: params}) at step 0."""
-    return {"params": dict(params),
-            "opt_state": {name: tx.init(params[name]) for name, tx in self.optimizers.items()},
-            "step": jnp.zeros((), jnp.int32)}
+    return {
+      "params": dict(params),
+      "opt_state": {name: tx.init(params[name]) for name, tx in self.optimizers.items()},
+      "step": jnp.zeros((), jnp.int32),
+    }
 
   def apply(self, state, grads):
     """The state after one update of every part with its gradient in `grads` ({part: grads})."""
     params, opt_state = {}, {}
     for name, tx in self.optimizers.items():
-      updates, opt_state[name] = tx.update(grads[name], state["opt_state"][name],
-                                           state["params"][name])
+      updates, opt_state[name] = tx.update(
+        grads[name], state["opt_state"][name], state["params"][name]
+      )
       params[name] = optax.apply_updates(state["params"][name], updates)
     return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}

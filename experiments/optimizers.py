@@ -13,17 +13,20 @@ def make_schedule(config, total_steps):
   lr, warmup = config.learning_rate, config.warmup_steps
   end = lr * config.end_learning_rate_factor
   if config.schedule not in SCHEDULES:
-    raise ValueError(f"config.optimizer.schedule = {config.schedule!r}; expected one of "
-                     f"{SCHEDULES}")
+    raise ValueError(
+      f"config.optimizer.schedule = {config.schedule!r}; expected one of {SCHEDULES}"
+    )
   if config.schedule == "constant":
     return optax.constant_schedule(lr)
   if config.schedule == "cosine":
     return optax.cosine_decay_schedule(lr, max(total_steps, 1), alpha=end / lr if lr else 0.0)
   if config.schedule == "warmup_constant":
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)),
-                                 optax.constant_schedule(lr)], [warmup])
-  return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total_steps, warmup + 1),
-                                            end_value=end)
+    return optax.join_schedules(
+      [optax.linear_schedule(0.0, lr, max(warmup, 1)), optax.constant_schedule(lr)], [warmup]
+    )
+  return optax.warmup_cosine_decay_schedule(
+    0.0, lr, max(warmup, 1), max(total_steps, warmup + 1), end_value=end
+  )
 
 
 def make_optimizer(config, total_steps, params):

@@ -14,14 +14,16 @@ from experiments import host_batch
 DATA_AXIS = "data"
 
 
-def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None,
-                           auto=False):
+def initialize_distributed(
+  coordinator_address=None, num_processes=None, process_id=None, auto=False
+):
   """Joins a multi-host job when asked: explicitly (coordinator, process count and id), or with
   auto=True from the cluster environment JAX detects (TPU pods, SLURM, ...). Otherwise a
   single-process run, and nothing is called."""
   if coordinator_address is not None or num_processes is not None:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+      coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
   elif auto:
     jax.distributed.initialize()
 
@@ -47,5 +49,7 @@ def batch_sharded(mesh):
 def global_batch(local_batch, mesh):
   """A dict of this host's numpy arrays -> global jax.Arrays sharded over the data axis."""
   sharding = batch_sharded(mesh)
-  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-          for key, value in local_batch.items()}
+  return {
+    key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+    for key, value in local_batch.items()
+  }

@@ -18,26 +18,30 @@ def model_names(config, variants):
   """config.models (a tuple of names) checked: a non-empty subset of `variants`, no repeats."""
   names = config.models
   if isinstance(names, str) or not isinstance(names, (tuple, list)):
-    raise ValueError(f"config.models = {names!r}; expected a tuple of names from {variants}, "
-                     f"e.g. --config.models='(\"{variants[0]}\",)'")
+    raise ValueError(
+      f"config.models = {names!r}; expected a tuple of names from {variants}, "
+      f"e.g. --config.models='(\"{variants[0]}\",)'"
+    )
   names = list(names)
   unknown = [name for name in names if name not in variants]
   if not names or unknown or len(set(names)) != len(names):
-    raise ValueError(f"config.models = {config.models!r}; expected a non-empty subset of "
-                     f"{variants}, each at most once")
+    raise ValueError(
+      f"config.models = {config.models!r}; expected a non-empty subset of "
+      f"{variants}, each at most once"
+    )
   return names
 
 
 class SideBySide:
-
   def __init__(self, config, names):
     self.config, self.names = config, list(names)
     self._graphdefs, txs = {}, {}
     for name in self.names:
       abstract = nnx.eval_shape(lambda name=name: self.build(name, jax.random.key(0)))
       self._graphdefs[name], params = nnx.split(abstract, nnx.Param)
-      txs[name] = optimizers.make_optimizer(self.optimizer_config(name), config.num_train_steps,
-                                            params)
+      txs[name] = optimizers.make_optimizer(
+        self.optimizer_config(name), config.num_train_steps, params
+      )
     self.optimizer = MultiOptimizer(txs)
 
   def build(self, name, rng):
@@ -53,8 +57,10 @@ class SideBySide:
 
   def init_state(self, rng):
     """Model i is initialised from fold_in(rng, i)."""
-    params = {name: nnx.state(self.build(name, jax.random.fold_in(rng, i)), nnx.Param)
-              for i, name in enumerate(self.names)}
+    params = {
+      name: nnx.state(self.build(name, jax.random.fold_in(rng, i)), nnx.Param)
+      for i, name in enumerate(self.names)
+    }
     return self.optimizer.init_state(params)
 
   def graphdef(self, name):
@@ -68,6 +74,7 @@ class SideBySide:
     """One optimiser step of every model; metrics loss_<name> and their mean, "loss"."""
     metrics, grads = {}, {}
     for name in self.names:
+
       def loss_fn(model_params, name=name):
         return self.loss(nnx.merge(self._graphdefs[name], model_params), batch)
 

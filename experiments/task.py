@@ -16,7 +16,6 @@ Metrics = dict[str, jax.Array]
 
 @runtime_checkable
 class Task(Protocol):
-
   def init_state(self, rng: jax.Array) -> State:
     """The initial training state (parameters, optimiser state, step) from one PRNG key."""
 

@@ -37,11 +37,12 @@ def read_config(workdir):
 
 def restore_or_init(task, config, workdir, mesh):
   """(state, checkpointer, first step): the latest complete checkpoint if there is one."""
-  state = jax.device_put(task.init_state(jax.random.PRNGKey(config.seed)),
-                         parallel.replicated(mesh))
-  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                            config.checkpoint_every_steps,
-                                            config.checkpoints_to_keep)
+  state = jax.device_put(
+    task.init_state(jax.random.PRNGKey(config.seed)), parallel.replicated(mesh)
+  )
+  checkpointer = checkpointing.Checkpointer(
+    os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps, config.checkpoints_to_keep
+  )
   start = checkpointer.latest_step()
   if start is None:
     return state, checkpointer, 0
@@ -65,8 +66,11 @@ def train_and_evaluate(config, workdir):
   state, checkpointer, start = restore_or_init(task, config, workdir, mesh)
   total = config.num_train_steps
   writer = metrics.MetricWriter(workdir, total, start)
-  train_step = jax.jit(task.train_step, donate_argnums=0,
-                       out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+  train_step = jax.jit(
+    task.train_step,
+    donate_argnums=0,
+    out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+  )
   log_every, save_every = config.log_every_steps, config.checkpoint_every_steps
   try:
     with preemption.StopRequest() as stop:
@@ -78,16 +82,18 @@ def train_and_evaluate(config, workdir):
           values = jax.device_get(step_metrics)
           if not np.isfinite(values["loss"]):
             raise NonFiniteLossError(
-                f"loss = {values['loss']} at step {done}: stopping. The last good checkpoint "
-                f"(step {checkpointer.latest_step()}) in {workdir}/checkpoints is intact; lower "
-                f"the learning rate or enable gradient clipping and restart from it.")
+              f"loss = {values['loss']} at step {done}: stopping. The last good checkpoint "
+              f"(step {checkpointer.latest_step()}) in {workdir}/checkpoints is intact; lower "
+              f"the learning rate or enable gradient clipping and restart from it."
+            )
           writer.write(done, values)
           writer.progress(done, loss=float(values["loss"]))
         stopping = stop.requested() and done < total
         checkpointer.save(done, state, force=done == total or stopping)
         if stopping:
-          logging.warning("Stop requested (SIGTERM): saved step %d to %s and exiting.", done,
-                          workdir)
+          logging.warning(
+            "Stop requested (SIGTERM): saved step %d to %s and exiting.", done, workdir
+          )
           return state
   finally:
     checkpointer.close()

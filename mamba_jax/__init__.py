@@ -13,19 +13,37 @@ from mamba_jax.decode import DecodeCache, generate, init_cache, prefill, step
 from mamba_jax.discretization import Discretization
 from mamba_jax.layers import CausalConv1d, RMSNorm
 from mamba_jax.models import (
-                              MambaLM,
-                              MambaModel,
-                              MambaStack,
-                              count_parameters,
-                              stack_layers,
-                              unstack_layers,
+  MambaLM,
+  MambaModel,
+  MambaStack,
+  count_parameters,
+  stack_layers,
+  unstack_layers,
 )
 from mamba_jax.optim import weight_decay_mask
 
 __all__ = [
-    "CausalConv1d", "DecodeCache", "Discretization", "LayerCache", "MambaBlock", "MambaConfig",
-    "MambaLM", "MambaModel", "MambaStack", "RMSNorm", "ResidualBlock", "count_parameters",
-    "generate", "init_cache", "prefill", "selective_scan", "selective_scan_step", "step",
-    "weight_decay_mask", "stack_layers", "unstack_layers",
-    "load_pretrained", "save_pretrained",
+  "CausalConv1d",
+  "DecodeCache",
+  "Discretization",
+  "LayerCache",
+  "MambaBlock",
+  "MambaConfig",
+  "MambaLM",
+  "MambaModel",
+  "MambaStack",
+  "RMSNorm",
+  "ResidualBlock",
+  "count_parameters",
+  "generate",
+  "init_cache",
+  "prefill",
+  "selective_scan",
+  "selective_scan_step",
+  "step",
+  "weight_decay_mask",
+  "stack_layers",
+  "unstack_layers",
+  "load_pretrained",
+  "save_pretrained",
 ]

@@ -25,6 +25,7 @@ from mamba_jax.layers import CausalConv1d, RMSNorm, torch_linear, uniform_init
 
 class LayerCache(NamedTuple):
   """Decode state of one mixer: the last d_conv conv inputs and the SSM state."""
+
   conv_state: jax.Array  # (batch, d_inner, d_conv), compute dtype, oldest input first
   ssm_state: jax.Array  # (batch, d_inner, d_state), float32
 
@@ -52,15 +53,18 @@ def scan_options(config):
   try:
     return make_options(config.scan_implementation, **fields)
   except ValueError as error:
-    raise ValueError(f"MambaConfig scan_implementation={config.scan_implementation!r} with "
-                     f"scan_chunk_size={config.scan_chunk_size!r}, scan_interpret="
-                     f"{config.scan_interpret!r}: {error}") from None
+    raise ValueError(
+      f"MambaConfig scan_implementation={config.scan_implementation!r} with "
+      f"scan_chunk_size={config.scan_chunk_size!r}, scan_interpret="
+      f"{config.scan_interpret!r}: {error}"
+    ) from None
 
 
 def init_A_log(config):
   """S4D-real: A_log[d, n] = log(n + 1), so A = -exp(A_log) = -(1..d_state) for every channel."""
-  A = jnp.broadcast_to(jnp.arange(1, config.d_state + 1, dtype=jnp.float32),
-                       (config.d_inner, config.d_state))
+  A = jnp.broadcast_to(
+    jnp.arange(1, config.d_state + 1, dtype=jnp.float32), (config.d_inner, config.d_state)
+  )
   return jnp.log(A)
 
 
@@ -75,8 +79,13 @@ class MambaBlock(nnx.Module):
     self.in_proj = torch_linear(c.d_model, 2 * d_inner, use_bias=c.bias, **dense)
     self.conv1d = CausalConv1d(d_inner, c.d_conv, use_bias=c.conv_bias, **dense)
     self.x_proj = torch_linear(d_inner, dt_rank + 2 * c.d_state, use_bias=False, **dense)
-    self.dt_proj = nnx.Linear(dt_rank, d_inner, use_bias=False,
-                              kernel_init=uniform_init(dt_rank ** -0.5 * c.dt_scale), **dense)
+    self.dt_proj = nnx.Linear(
+      dt_rank,
+      d_inner,
+      use_bias=False,
+      kernel_init=uniform_init(dt_rank**-0.5 * c.dt_scale),
+      **dense,
+    )
     self.dt_bias = nnx.Param(init_dt_bias(rngs.params(), c))
     self.A_log = nnx.Param(init_A_log(c))
     self.D = nnx.Param(jnp.ones((d_inner,), jnp.float32))
@@ -85,9 +94,13 @@ class MambaBlock(nnx.Module):
     self.out_proj = torch_linear(d_inner, c.d_model, use_bias=c.bias, scale=out_scale, **dense)
     scan_options(c)  # a scan setting the implementation has no option for fails here
 
-  def __call__(self, hidden: jax.Array, lengths: jax.Array | None = None,
-               sequence_length: jax.Array | float | None = None,
-               left_pad: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self,
+    hidden: jax.Array,
+    lengths: jax.Array | None = None,
+    sequence_length: jax.Array | float | None = None,
+    left_pad: jax.Array | None = None,
+  ) -> jax.Array:
     """hidden (batch, length, d_model) -> (batch, length, d_model) in the compute dtype.
 
     lengths: optional (batch,) valid lengths (steps past them leave the state alone and output 0
@@ -100,15 +113,21 @@ class MambaBlock(nnx.Module):
     """
     return self.forward(hidden, lengths, sequence_length, left_pad=left_pad)[0]
 
-  def forward(self, hidden: jax.Array, lengths: jax.Array | None = None,
-              sequence_length: jax.Array | float | None = None, return_cache: bool = False,
-              left_pad: jax.Array | None = None) -> tuple[jax.Array, LayerCache | None]:
+  def forward(
+    self,
+    hidden: jax.Array,
+    lengths: jax.Array | None = None,
+    sequence_length: jax.Array | float | None = None,
+    return_cache: bool = False,
+    left_pad: jax.Array | None = None,
+  ) -> tuple[jax.Array, LayerCache | None]:
     """As __call__, returning (output (batch, length, d_model), cache); the cache is the
     LayerCache after each example's last valid step with return_cache, else None."""
     c = self.config
     if self.discretization.adaptive:
-      sequence_length = resolve_sequence_length(sequence_length, lengths, *hidden.shape[:2],
-                                                left_pad=left_pad)
+      sequence_length = resolve_sequence_length(
+        sequence_length, lengths, *hidden.shape[:2], left_pad=left_pad
+      )
     valid = valid_after_left_pad(left_pad, *hidden.shape[:2])
     x, z = jnp.split(self.in_proj(hidden.astype(c.dtype)), 2, axis=-1)
     if valid is not None:
@@ -118,9 +137,20 @@ class MambaBlock(nnx.Module):
     step = self.discretization.scan_arguments(dt, self.dt_bias[...], sequence_length, valid)
     # Every implementation computes the final state anyway; unused, XLA drops it.
     y, ssm_state = selective_scan(
-        u, step["delta"], self._A(), B, C, D=self.D[...], z=z, delta_bias=step["delta_bias"],
-        delta_softplus=step["delta_softplus"], lengths=lengths, return_final_state=True,
-        implementation=c.scan_implementation, options=scan_options(c))
+      u,
+      step["delta"],
+      self._A(),
+      B,
+      C,
+      D=self.D[...],
+      z=z,
+      delta_bias=step["delta_bias"],
+      delta_softplus=step["delta_softplus"],
+      lengths=lengths,
+      return_final_state=True,
+      implementation=c.scan_implementation,
+      options=scan_options(c),
+    )
     if not return_cache:
       return self.out_proj(y), None
     return self.out_proj(y), LayerCache(_last_inputs(x, lengths, c.d_conv), ssm_state)
@@ -128,11 +158,14 @@ class MambaBlock(nnx.Module):
   def init_cache(self, batch: int) -> LayerCache:
     """Zero conv inputs (batch, d_inner, d_conv) and zero SSM state (batch, d_inner, d_state)."""
     c = self.config
-    return LayerCache(jnp.zeros((batch, c.d_inner, c.d_conv), c.dtype),
-                      jnp.zeros((batch, c.d_inner, c.d_state), jnp.float32))
+    return LayerCache(
+      jnp.zeros((batch, c.d_inner, c.d_conv), c.dtype),
+      jnp.zeros((batch, c.d_inner, c.d_state), jnp.float32),
+    )
 
-  def step(self, hidden: jax.Array, cache: LayerCache,
-           sequence_length: jax.Array | None = None) -> tuple[jax.Array, LayerCache]:
+  def step(
+    self, hidden: jax.Array, cache: LayerCache, sequence_length: jax.Array | None = None
+  ) -> tuple[jax.Array, LayerCache]:
     """One token: hidden (batch, d_model), cache LayerCache -> (output (batch, d_model), cache).
 
     sequence_length: optional (batch,) L of the length-adaptive step (required by it). The SSM
@@ -145,8 +178,9 @@ class MambaBlock(nnx.Module):
     u = jax.nn.silu(x)
     dt, B, C = self._project_dt_B_C(u)
     delta = self.discretization.step_size(dt, self.dt_bias[...], sequence_length)  # (batch, d)
-    y, ssm_state = selective_scan_step(cache.ssm_state, u, delta, self._A(), B, C, D=self.D[...],
-                                       z=z)
+    y, ssm_state = selective_scan_step(
+      cache.ssm_state, u, delta, self._A(), B, C, D=self.D[...], z=z
+    )
     return self.out_proj(y), LayerCache(conv_state, ssm_state)
 
   def _A(self):
@@ -175,28 +209,40 @@ class ResidualBlock(nnx.Module):
 
   def __init__(self, config, *, rngs):
     self.config = config
-    self.norm = RMSNorm(config.d_model, eps=config.rms_norm_eps, dtype=config.dtype,
-                        param_dtype=config.param_dtype)
+    self.norm = RMSNorm(
+      config.d_model, eps=config.rms_norm_eps, dtype=config.dtype, param_dtype=config.param_dtype
+    )
     self.mixer = MambaBlock(config, rngs=rngs)
 
-  def __call__(self, residual: jax.Array, lengths: jax.Array | None = None,
-               sequence_length: jax.Array | float | None = None,
-               left_pad: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self,
+    residual: jax.Array,
+    lengths: jax.Array | None = None,
+    sequence_length: jax.Array | float | None = None,
+    left_pad: jax.Array | None = None,
+  ) -> jax.Array:
     """residual (batch, length, d_model) -> (batch, length, d_model) in residual_dtype; the
     other arguments as MambaBlock's."""
     return self.forward(residual, lengths, sequence_length, left_pad=left_pad)[0]
 
-  def forward(self, residual: jax.Array, lengths: jax.Array | None = None,
-              sequence_length: jax.Array | float | None = None, return_cache: bool = False,
-              left_pad: jax.Array | None = None) -> tuple[jax.Array, LayerCache | None]:
+  def forward(
+    self,
+    residual: jax.Array,
+    lengths: jax.Array | None = None,
+    sequence_length: jax.Array | float | None = None,
+    return_cache: bool = False,
+    left_pad: jax.Array | None = None,
+  ) -> tuple[jax.Array, LayerCache | None]:
     """As __call__, with the mixer's LayerCache (or None) as MambaBlock.forward."""
     residual = residual.astype(self.residual_dtype)
-    out, cache = self.mixer.forward(self.norm(residual), lengths, sequence_length, return_cache,
-                                    left_pad)
+    out, cache = self.mixer.forward(
+      self.norm(residual), lengths, sequence_length, return_cache, left_pad
+    )
     return residual + out.astype(self.residual_dtype), cache
 
-  def step(self, residual: jax.Array, cache: LayerCache,
-           sequence_length: jax.Array | None = None) -> tuple[jax.Array, LayerCache]:
+  def step(
+    self, residual: jax.Array, cache: LayerCache, sequence_length: jax.Array | None = None
+  ) -> tuple[jax.Array, LayerCache]:
     """One token: residual (batch, d_model) -> (residual (batch, d_model), cache)."""
     residual = residual.astype(self.residual_dtype)
     out, cache = self.mixer.step(self.norm(residual), cache, sequence_length)

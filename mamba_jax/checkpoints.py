@@ -44,18 +44,37 @@ _SHARD_PATTERN = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
 INTEROP_EXTRA = "pip install 'mamba-jax[interop]'"
 
 # MambaConfig fields a checkpoint does not fix: how to run it, not what it is.
-RUNTIME_FIELDS = ("dtype", "param_dtype", "scan_implementation", "scan_interpret",
-                  "scan_chunk_size", "remat", "scan_layers")
+RUNTIME_FIELDS = (
+  "dtype",
+  "param_dtype",
+  "scan_implementation",
+  "scan_interpret",
+  "scan_chunk_size",
+  "remat",
+  "scan_layers",
+)
 
 _EMBEDDING_KEYS = {"hf": "backbone.embeddings.weight", "mamba_ssm": "backbone.embedding.weight"}
 # Arguments of mamba_ssm's `Mamba` module that its config's ssm_cfg may carry; MambaConfig's
 # fields of the same names mean the same.
-_SSM_CFG_FIELDS = ("d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_scale",
-                   "dt_init_floor", "conv_bias", "bias")
+_SSM_CFG_FIELDS = (
+  "d_state",
+  "d_conv",
+  "expand",
+  "dt_rank",
+  "dt_min",
+  "dt_max",
+  "dt_scale",
+  "dt_init_floor",
+  "conv_bias",
+  "bias",
+)
 _SSM_CFG_IGNORED = ("dt_init", "use_fast_path", "layer")  # init scheme, kernel choice, layer type
-_MAMBA2 = ("is a Mamba-2 checkpoint ({}); mamba_jax implements the Mamba-1 mixer only "
-           "(mamba_ssm's `Mamba`, transformers' MambaForCausalLM). Mamba-2's mixer (a scalar A "
-           "per head, grouped B and C, a gated norm) has other tensors: it cannot be loaded")
+_MAMBA2 = (
+  "is a Mamba-2 checkpoint ({}); mamba_jax implements the Mamba-1 mixer only "
+  "(mamba_ssm's `Mamba`, transformers' MambaForCausalLM). Mamba-2's mixer (a scalar A "
+  "per head, grouped B and C, a gated norm) has other tensors: it cannot be loaded"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,8 +94,10 @@ def load_pretrained(path, **runtime):
   """
   unknown = sorted(set(runtime) - set(RUNTIME_FIELDS))
   if unknown:
-    raise ValueError(f"load_pretrained: {unknown} cannot be overridden: the checkpoint's "
-                     f"config.json fixes the architecture; only {RUNTIME_FIELDS} can be given")
+    raise ValueError(
+      f"load_pretrained: {unknown} cannot be overridden: the checkpoint's "
+      f"config.json fixes the architecture; only {RUNTIME_FIELDS} can be given"
+    )
   directory, weights_file = _locate(path)
   raw = _read_json(directory / CONFIG_NAME)
   schema = config_schema(raw)
@@ -105,8 +126,9 @@ def save_pretrained(model, path, format="hf", *, safe_serialization=None, max_sh
   raw = config_to_dict(config, format)
   safe = format == "hf" if safe_serialization is None else safe_serialization
   if max_shard_size is not None and not safe:
-    raise ValueError("save_pretrained: max_shard_size shards safetensors files only; pass "
-                     "safe_serialization=True")
+    raise ValueError(
+      "save_pretrained: max_shard_size shards safetensors files only; pass safe_serialization=True"
+    )
   tensors = _torch_tensors(model, format)
   torch = None if safe else _import_torch("write pytorch_model.bin")
   directory = pathlib.Path(path)
@@ -120,15 +142,17 @@ def save_pretrained(model, path, format="hf", *, safe_serialization=None, max_sh
 
 
 def config_schema(raw):
-  """"hf" or "mamba_ssm": which program's config.json `raw` is (Mamba-2 and others refused)."""
+  """ "hf" or "mamba_ssm": which program's config.json `raw` is (Mamba-2 and others refused)."""
   if raw.get("model_type") is not None or "hidden_size" in raw:
     model_type = raw.get("model_type", "mamba")
     if model_type == "mamba2" or any("Mamba2" in str(a) for a in raw.get("architectures") or ()):
       raise ValueError("config.json " + _MAMBA2.format(f"model_type {model_type!r}"))
     if model_type != "mamba":
-      raise ValueError(f"config.json: model_type {model_type!r} is not a Mamba-1 language model; "
-                       "load_pretrained reads transformers' model_type 'mamba' and mamba_ssm's "
-                       "MambaLMHeadModel")
+      raise ValueError(
+        f"config.json: model_type {model_type!r} is not a Mamba-1 language model; "
+        "load_pretrained reads transformers' model_type 'mamba' and mamba_ssm's "
+        "MambaLMHeadModel"
+      )
     return "hf"
   if "d_model" in raw and "n_layer" in raw:
     layer = (raw.get("ssm_cfg") or {}).get("layer", "Mamba1")
@@ -137,8 +161,10 @@ def config_schema(raw):
     if layer != "Mamba1":
       raise ValueError(f"config.json: ssm_cfg.layer {layer!r} is not mamba_ssm's Mamba-1 mixer")
     return "mamba_ssm"
-  raise ValueError("config.json is neither transformers' Mamba schema (model_type, hidden_size, "
-                   "num_hidden_layers, ...) nor mamba_ssm's (d_model, n_layer, vocab_size, ...)")
+  raise ValueError(
+    "config.json is neither transformers' Mamba schema (model_type, hidden_size, "
+    "num_hidden_layers, ...) nor mamba_ssm's (d_model, n_layer, vocab_size, ...)"
+  )
 
 
 def config_from_dict(raw, **runtime):
@@ -151,8 +177,10 @@ def config_from_dict(raw, **runtime):
 def config_to_dict(config, format):
   """config.json of `format` for a MambaConfig (ValueError for what it cannot express)."""
   if config.discretization != "fixed":
-    raise ValueError(f"save_pretrained: discretization {config.discretization!r} has parameters "
-                     "(alpha) that neither checkpoint format can hold; only 'fixed' is saved")
+    raise ValueError(
+      f"save_pretrained: discretization {config.discretization!r} has parameters "
+      "(alpha) that neither checkpoint format can hold; only 'fixed' is saved"
+    )
   if config.vocab_size is None:
     raise ValueError("save_pretrained: MambaConfig.vocab_size = None; only a MambaLM is saved")
   if format == "hf":
@@ -171,62 +199,89 @@ def _fields_from_hf(raw):
     raise ValueError(f"config.json: hidden_act {raw['hidden_act']!r}; Mamba uses 'silu'")
   rows = _required(raw, "vocab_size")
   return dict(
-      d_model=_required(raw, "hidden_size"), n_layers=_required(raw, "num_hidden_layers"),
-      d_state=raw.get("state_size", 16), d_conv=raw.get("conv_kernel", 4),
-      expand=raw.get("expand", 2), dt_rank=raw.get("time_step_rank", "auto"),
-      dt_min=raw.get("time_step_min", 1e-3), dt_max=raw.get("time_step_max", 0.1),
-      dt_init_floor=raw.get("time_step_floor", 1e-4), dt_scale=raw.get("time_step_scale", 1.0),
-      conv_bias=raw.get("use_conv_bias", True), bias=raw.get("use_bias", False),
-      rms_norm_eps=raw.get("layer_norm_epsilon", 1e-5),
-      residual_in_fp32=raw.get("residual_in_fp32", True),
-      tie_embeddings=raw.get("tie_word_embeddings", True),
-      vocab_size=raw.get("unpadded_vocab_size", rows),
-      pad_vocab_size_multiple=raw.get("pad_vocab_size_multiple", 8),
-      initializer_range=raw.get("initializer_range", 0.1))
+    d_model=_required(raw, "hidden_size"),
+    n_layers=_required(raw, "num_hidden_layers"),
+    d_state=raw.get("state_size", 16),
+    d_conv=raw.get("conv_kernel", 4),
+    expand=raw.get("expand", 2),
+    dt_rank=raw.get("time_step_rank", "auto"),
+    dt_min=raw.get("time_step_min", 1e-3),
+    dt_max=raw.get("time_step_max", 0.1),
+    dt_init_floor=raw.get("time_step_floor", 1e-4),
+    dt_scale=raw.get("time_step_scale", 1.0),
+    conv_bias=raw.get("use_conv_bias", True),
+    bias=raw.get("use_bias", False),
+    rms_norm_eps=raw.get("layer_norm_epsilon", 1e-5),
+    residual_in_fp32=raw.get("residual_in_fp32", True),
+    tie_embeddings=raw.get("tie_word_embeddings", True),
+    vocab_size=raw.get("unpadded_vocab_size", rows),
+    pad_vocab_size_multiple=raw.get("pad_vocab_size_multiple", 8),
+    initializer_range=raw.get("initializer_range", 0.1),
+  )
 
 
 def _fields_from_mamba_ssm(raw):
   if raw.get("d_intermediate", 0):
-    raise ValueError(f"config.json: d_intermediate = {raw['d_intermediate']} adds MLP layers, "
-                     "which mamba_jax's MambaLM does not have")
+    raise ValueError(
+      f"config.json: d_intermediate = {raw['d_intermediate']} adds MLP layers, "
+      "which mamba_jax's MambaLM does not have"
+    )
   if raw.get("attn_layer_idx"):
-    raise ValueError(f"config.json: attn_layer_idx = {raw['attn_layer_idx']} adds attention "
-                     "layers, which mamba_jax's MambaLM does not have")
+    raise ValueError(
+      f"config.json: attn_layer_idx = {raw['attn_layer_idx']} adds attention "
+      "layers, which mamba_jax's MambaLM does not have"
+    )
   if not raw.get("rms_norm", True):
     raise ValueError("config.json: rms_norm = false (LayerNorm); mamba_jax uses RMSNorm only")
   ssm_cfg = dict(raw.get("ssm_cfg") or {})
   unknown = sorted(set(ssm_cfg) - set(_SSM_CFG_FIELDS) - set(_SSM_CFG_IGNORED))
   if unknown:
-    raise ValueError(f"config.json: ssm_cfg keys {unknown} are not arguments of mamba_ssm's "
-                     f"Mamba-1 mixer; known: {sorted(_SSM_CFG_FIELDS)}")
+    raise ValueError(
+      f"config.json: ssm_cfg keys {unknown} are not arguments of mamba_ssm's "
+      f"Mamba-1 mixer; known: {sorted(_SSM_CFG_FIELDS)}"
+    )
   fields = {name: ssm_cfg[name] for name in _SSM_CFG_FIELDS if name in ssm_cfg}
   return dict(
-      d_model=_required(raw, "d_model"), n_layers=_required(raw, "n_layer"),
-      vocab_size=_required(raw, "vocab_size"),
-      pad_vocab_size_multiple=raw.get("pad_vocab_size_multiple", 8),
-      residual_in_fp32=raw.get("residual_in_fp32", True),
-      tie_embeddings=raw.get("tie_embeddings", True), **fields)
+    d_model=_required(raw, "d_model"),
+    n_layers=_required(raw, "n_layer"),
+    vocab_size=_required(raw, "vocab_size"),
+    pad_vocab_size_multiple=raw.get("pad_vocab_size_multiple", 8),
+    residual_in_fp32=raw.get("residual_in_fp32", True),
+    tie_embeddings=raw.get("tie_embeddings", True),
+    **fields,
+  )
 
 
 def _hf_dict(config):
   _warn_dropped(config, "hf", ("rescale_prenorm_residual",))
   raw = {
-      "architectures": ["MambaForCausalLM"], "model_type": "mamba",
-      "hidden_size": config.d_model, "num_hidden_layers": config.n_layers,
-      "state_size": config.d_state, "conv_kernel": config.d_conv, "expand": config.expand,
-      "intermediate_size": config.d_inner, "time_step_rank": config.dt_rank,
-      "time_step_min": config.dt_min, "time_step_max": config.dt_max,
-      "time_step_floor": config.dt_init_floor, "time_step_scale": config.dt_scale,
-      "time_step_init_scheme": "random", "use_conv_bias": config.conv_bias,
-      "use_bias": config.bias, "hidden_act": "silu", "layer_norm_epsilon": config.rms_norm_eps,
-      "residual_in_fp32": config.residual_in_fp32,
-      "tie_word_embeddings": config.tie_embeddings, "vocab_size": config.padded_vocab_size,
-      "pad_vocab_size_multiple": config.pad_vocab_size_multiple,
-      "initializer_range": config.initializer_range,
-      # Init-only, but transformers (5.24) divides the *loaded* out_proj weights by
-      # sqrt(n_layers) when it is true: always false here, as in the published -hf files.
-      "rescale_prenorm_residual": False,
-      "dtype": jnp.dtype(config.param_dtype).name,
+    "architectures": ["MambaForCausalLM"],
+    "model_type": "mamba",
+    "hidden_size": config.d_model,
+    "num_hidden_layers": config.n_layers,
+    "state_size": config.d_state,
+    "conv_kernel": config.d_conv,
+    "expand": config.expand,
+    "intermediate_size": config.d_inner,
+    "time_step_rank": config.dt_rank,
+    "time_step_min": config.dt_min,
+    "time_step_max": config.dt_max,
+    "time_step_floor": config.dt_init_floor,
+    "time_step_scale": config.dt_scale,
+    "time_step_init_scheme": "random",
+    "use_conv_bias": config.conv_bias,
+    "use_bias": config.bias,
+    "hidden_act": "silu",
+    "layer_norm_epsilon": config.rms_norm_eps,
+    "residual_in_fp32": config.residual_in_fp32,
+    "tie_word_embeddings": config.tie_embeddings,
+    "vocab_size": config.padded_vocab_size,
+    "pad_vocab_size_multiple": config.pad_vocab_size_multiple,
+    "initializer_range": config.initializer_range,
+    # Init-only, but transformers (5.24) divides the *loaded* out_proj weights by
+    # sqrt(n_layers) when it is true: always false here, as in the published -hf files.
+    "rescale_prenorm_residual": False,
+    "dtype": jnp.dtype(config.param_dtype).name,
   }
   if config.vocab_size != config.padded_vocab_size:
     raw["unpadded_vocab_size"] = config.vocab_size
@@ -236,15 +291,23 @@ def _hf_dict(config):
 def _mamba_ssm_dict(config):
   """mamba_ssm's MambaConfig fields only: its from_pretrained rejects any other key."""
   if config.rms_norm_eps != 1e-5:
-    raise ValueError(f"save_pretrained: rms_norm_eps = {config.rms_norm_eps}; mamba_ssm's "
-                     "config.json cannot express it (its models use 1e-5): save format='hf'")
+    raise ValueError(
+      f"save_pretrained: rms_norm_eps = {config.rms_norm_eps}; mamba_ssm's "
+      "config.json cannot express it (its models use 1e-5): save format='hf'"
+    )
   _warn_dropped(config, "mamba_ssm", ("initializer_range", "rescale_prenorm_residual"))
   ssm_cfg = {name: getattr(config, name) for name in _SSM_CFG_FIELDS}
-  return {"d_model": config.d_model, "n_layer": config.n_layers,
-          "vocab_size": config.vocab_size, "ssm_cfg": ssm_cfg, "rms_norm": True,
-          "residual_in_fp32": config.residual_in_fp32, "fused_add_norm": True,
-          "pad_vocab_size_multiple": config.pad_vocab_size_multiple,
-          "tie_embeddings": config.tie_embeddings}
+  return {
+    "d_model": config.d_model,
+    "n_layer": config.n_layers,
+    "vocab_size": config.vocab_size,
+    "ssm_cfg": ssm_cfg,
+    "rms_norm": True,
+    "residual_in_fp32": config.residual_in_fp32,
+    "fused_add_norm": True,
+    "pad_vocab_size_multiple": config.pad_vocab_size_multiple,
+    "tie_embeddings": config.tie_embeddings,
+  }
 
 
 def _warn_dropped(config, format, names):
@@ -252,9 +315,11 @@ def _warn_dropped(config, format, names):
   defaults = {field.name: field.default for field in dataclasses.fields(MambaConfig)}
   dropped = [name for name in names if getattr(config, name) != defaults[name]]
   if dropped:
-    warnings.warn(f"save_pretrained(format={format!r}): {dropped} (initialisation only) are not "
-                  "kept in its config.json and load back as MambaConfig's defaults",
-                  stacklevel=4)
+    warnings.warn(
+      f"save_pretrained(format={format!r}): {dropped} (initialisation only) are not "
+      "kept in its config.json and load back as MambaConfig's defaults",
+      stacklevel=4,
+    )
 
 
 def _required(raw, key):
@@ -303,12 +368,21 @@ def _expected_tensors(config, schema, raw=None):
   if schema == "hf" and raw is not None:
     rows = raw["vocab_size"]
     if rows > c.padded_vocab_size:
-      raise ValueError(f"config.json: vocab_size {rows} (embedding rows) exceeds "
-                       f"unpadded_vocab_size {c.vocab_size} padded to a multiple of "
-                       f"{c.pad_vocab_size_multiple} ({c.padded_vocab_size})")
+      raise ValueError(
+        f"config.json: vocab_size {rows} (embedding rows) exceeds "
+        f"unpadded_vocab_size {c.vocab_size} padded to a multiple of "
+        f"{c.pad_vocab_size_multiple} ({c.padded_vocab_size})"
+      )
   d_inner, dt_rank = c.d_inner, c.resolved_dt_rank
-  tensors = [_Tensor(_EMBEDDING_KEYS[schema], (rows, c.d_model), ("embedding", "embedding"),
-                     "embedding", c.padded_vocab_size)]
+  tensors = [
+    _Tensor(
+      _EMBEDDING_KEYS[schema],
+      (rows, c.d_model),
+      ("embedding", "embedding"),
+      "embedding",
+      c.padded_vocab_size,
+    )
+  ]
   for i in range(c.n_layers):
     key, path = f"backbone.layers.{i}.", ("backbone", "layers", i)
     mixer = (key + "mixer.", path + ("mixer",))
@@ -333,8 +407,11 @@ def _expected_tensors(config, schema, raw=None):
     add("norm.weight", (c.d_model,), ("norm", "weight"), prefix=(key, path))
   tensors.append(_Tensor("backbone.norm_f.weight", (c.d_model,), ("backbone", "norm_f", "weight")))
   if not c.tie_embeddings:
-    tensors.append(_Tensor("lm_head.weight", (rows, c.d_model), ("lm_head", "kernel"), "head",
-                           c.padded_vocab_size))
+    tensors.append(
+      _Tensor(
+        "lm_head.weight", (rows, c.d_model), ("lm_head", "kernel"), "head", c.padded_vocab_size
+      )
+    )
   return tensors
 
 
@@ -344,26 +421,35 @@ def _check_tensors(expected, tensors, tied, source):
   if tied and "lm_head.weight" in tensors:  # mamba_ssm's .bin stores the tied head as well
     head, embedding = tensors["lm_head.weight"], tensors.get(expected[0].key)
     if embedding is None or head.shape != embedding.shape or not np.array_equal(head, embedding):
-      raise ValueError(f"{source}: tensor 'lm_head.weight' differs from the embedding "
-                       f"'{expected[0].key}' but config.json ties them (tie_word_embeddings / "
-                       "tie_embeddings); nothing was loaded")
+      raise ValueError(
+        f"{source}: tensor 'lm_head.weight' differs from the embedding "
+        f"'{expected[0].key}' but config.json ties them (tie_word_embeddings / "
+        "tie_embeddings); nothing was loaded"
+      )
   problems = []
   for tensor in expected:
     array = tensors.get(tensor.key)
     if array is None:
       problems.append(f"missing tensor '{tensor.key}': expected shape {tensor.shape}")
     elif tuple(array.shape) != tensor.shape:
-      problems.append(f"tensor '{tensor.key}' has shape {tuple(array.shape)}; expected "
-                      f"{tensor.shape}")
+      problems.append(
+        f"tensor '{tensor.key}' has shape {tuple(array.shape)}; expected {tensor.shape}"
+      )
     elif not jnp.issubdtype(array.dtype, jnp.floating):
-      problems.append(f"tensor '{tensor.key}' has dtype {array.dtype}; expected a floating "
-                      f"dtype, shape {tensor.shape}")
+      problems.append(
+        f"tensor '{tensor.key}' has dtype {array.dtype}; expected a floating "
+        f"dtype, shape {tensor.shape}"
+      )
   for key in sorted(set(tensors) - set(by_key) - ({"lm_head.weight"} if tied else set())):
-    problems.append(f"unknown tensor '{key}' (shape {tuple(np.shape(tensors[key]))}): no "
-                    "parameter of a Mamba-1 MambaLM with this config.json takes it")
+    problems.append(
+      f"unknown tensor '{key}' (shape {tuple(np.shape(tensors[key]))}): no "
+      "parameter of a Mamba-1 MambaLM with this config.json takes it"
+    )
   if problems:
-    raise ValueError(f"{source}: {len(problems)} tensor(s) do not match config.json; nothing "
-                     "was loaded:\n  " + "\n  ".join(problems))
+    raise ValueError(
+      f"{source}: {len(problems)} tensor(s) do not match config.json; nothing "
+      "was loaded:\n  " + "\n  ".join(problems)
+    )
 
 
 def _build_model(config, expected, tensors, source):
@@ -379,8 +465,9 @@ def _build_model(config, expected, tensors, source):
   wanted = {path: v for path, v in nnx.to_flat_state(abstract)}
   given = dict(_flatten(params))
   if set(wanted) != set(given):  # the tensor map and MambaLM disagree: a bug here, not the file
-    raise RuntimeError("checkpoint map out of date with MambaLM: "
-                       f"{sorted(set(wanted) ^ set(given), key=str)}")
+    raise RuntimeError(
+      f"checkpoint map out of date with MambaLM: {sorted(set(wanted) ^ set(given), key=str)}"
+    )
   pure = {}
   for path, variable in wanted.items():
     value = jnp.asarray(given[path], variable.dtype)
@@ -417,10 +504,14 @@ def _torch_tensors(model, format):
 
 def _refuse_mamba2_tensors(tensors, source):
   for key, array in tensors.items():
-    if (key.endswith("mixer.dt_bias") or key.endswith("mixer.norm.weight")
-        or (key.endswith("mixer.A_log") and np.ndim(array) == 1)):
-      raise ValueError(f"{source} " + _MAMBA2.format(f"tensor '{key}' of shape "
-                                                      f"{tuple(np.shape(array))}"))
+    if (
+      key.endswith("mixer.dt_bias")
+      or key.endswith("mixer.norm.weight")
+      or (key.endswith("mixer.A_log") and np.ndim(array) == 1)
+    ):
+      raise ValueError(
+        f"{source} " + _MAMBA2.format(f"tensor '{key}' of shape {tuple(np.shape(array))}")
+      )
 
 
 def _set(tree, path, value):
@@ -456,8 +547,10 @@ def _locate(path):
 
 def _read_json(path):
   if not path.is_file():
-    raise ValueError(f"load_pretrained: missing file '{path}': a checkpoint directory holds "
-                     f"{CONFIG_NAME} (mamba_ssm's or transformers' schema) beside the weights")
+    raise ValueError(
+      f"load_pretrained: missing file '{path}': a checkpoint directory holds "
+      f"{CONFIG_NAME} (mamba_ssm's or transformers' schema) beside the weights"
+    )
   try:
     return json.loads(path.read_text())
   except json.JSONDecodeError as error:
@@ -472,8 +565,9 @@ def _read_weights(directory, weights_file):
         weights_file = directory / name
         break
     else:
-      raise ValueError(f"load_pretrained: missing weights in '{directory}': expected one of "
-                       f"{list(WEIGHT_NAMES)}")
+      raise ValueError(
+        f"load_pretrained: missing weights in '{directory}': expected one of {list(WEIGHT_NAMES)}"
+      )
   name = weights_file.name
   if name.endswith(".index.json"):
     return _read_sharded(weights_file), str(weights_file)
@@ -481,8 +575,10 @@ def _read_weights(directory, weights_file):
     return _read_safetensors(weights_file), str(weights_file)
   if name.endswith(".bin") or name.endswith(".pt") or name.endswith(".pth"):
     return _read_torch(weights_file), str(weights_file)
-  raise ValueError(f"load_pretrained: '{weights_file}' is not a weights file; expected "
-                   ".safetensors, .bin or an .index.json of shards")
+  raise ValueError(
+    f"load_pretrained: '{weights_file}' is not a weights file; expected "
+    ".safetensors, .bin or an .index.json of shards"
+  )
 
 
 def _read_sharded(index_file):
@@ -494,10 +590,13 @@ def _read_sharded(index_file):
     shard_file = index_file.parent / shard
     if not shard_file.is_file():
       names = sorted(key for key, value in weight_map.items() if value == shard)
-      raise ValueError(f"load_pretrained: missing file '{shard_file}' (listed in "
-                       f"'{index_file.name}', holds {names[:4]}{'...' if len(names) > 4 else ''})")
-    shard_tensors = (_read_safetensors(shard_file) if shard.endswith(".safetensors")
-                     else _read_torch(shard_file))
+      raise ValueError(
+        f"load_pretrained: missing file '{shard_file}' (listed in "
+        f"'{index_file.name}', holds {names[:4]}{'...' if len(names) > 4 else ''})"
+      )
+    shard_tensors = (
+      _read_safetensors(shard_file) if shard.endswith(".safetensors") else _read_torch(shard_file)
+    )
     tensors.update({key: value for key, value in shard_tensors.items()})
   missing = sorted(set(weight_map) - set(tensors))
   if missing:
@@ -521,8 +620,9 @@ def _read_torch(path):
   tensors = {}
   for key, value in state.items():
     if not isinstance(value, torch.Tensor):
-      raise ValueError(f"load_pretrained: '{path}' entry '{key}' is a {type(value).__name__}, "
-                       "not a tensor")
+      raise ValueError(
+        f"load_pretrained: '{path}' entry '{key}' is a {type(value).__name__}, not a tensor"
+      )
     value = value.detach().cpu()
     if value.dtype == torch.bfloat16:  # numpy has no bfloat16: go through float32 (exact)
       tensors[key] = value.float().numpy().astype(jnp.bfloat16)
@@ -535,9 +635,10 @@ def _import_torch(purpose):
   try:
     import torch
   except ImportError as error:
-    raise ImportError(f"to {purpose} torch is needed (pytorch_model.bin files are torch pickles); "
-                      f"install the interop extra: {INTEROP_EXTRA}, or use safetensors files") \
-        from error
+    raise ImportError(
+      f"to {purpose} torch is needed (pytorch_model.bin files are torch pickles); "
+      f"install the interop extra: {INTEROP_EXTRA}, or use safetensors files"
+    ) from error
   return torch
 
 
@@ -551,8 +652,9 @@ def _write_safetensors(directory, tensors, max_shard_size):
   try:
     from safetensors.numpy import save_file
   except ImportError as error:
-    raise ImportError(f"writing safetensors needs the safetensors package: {INTEROP_EXTRA}") \
-        from error
+    raise ImportError(
+      f"writing safetensors needs the safetensors package: {INTEROP_EXTRA}"
+    ) from error
   metadata = {"format": "pt"}  # transformers refuses safetensors files without it
   if max_shard_size is None or sum(a.nbytes for a in tensors.values()) <= max_shard_size:
     save_file(tensors, str(directory / SAFETENSORS_NAME), metadata=metadata)
@@ -570,8 +672,10 @@ def _write_safetensors(directory, tensors, max_shard_size):
     name = f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors"
     save_file(shard, str(directory / name), metadata=metadata)
     weight_map.update({key: name for key in shard})
-  index = {"metadata": {"total_size": sum(a.nbytes for a in tensors.values())},
-           "weight_map": weight_map}
+  index = {
+    "metadata": {"total_size": sum(a.nbytes for a in tensors.values())},
+    "weight_map": weight_map,
+  }
   (directory / SAFETENSORS_INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
 
 
@@ -583,10 +687,20 @@ def _write_torch(torch, directory, tensors, tied):
     else:
       state[key] = torch.from_numpy(np.array(array))
   if tied:  # mamba_ssm's state dict holds the tied head too, sharing the embedding's storage
-    state["lm_head.weight"] = state[_EMBEDDING_KEYS["mamba_ssm"]] if (
-        _EMBEDDING_KEYS["mamba_ssm"] in state) else state[_EMBEDDING_KEYS["hf"]]
+    state["lm_head.weight"] = (
+      state[_EMBEDDING_KEYS["mamba_ssm"]]
+      if (_EMBEDDING_KEYS["mamba_ssm"] in state)
+      else state[_EMBEDDING_KEYS["hf"]]
+    )
   torch.save(state, str(directory / TORCH_NAME))
 
 
-__all__ = ["FORMATS", "RUNTIME_FIELDS", "config_from_dict", "config_schema", "config_to_dict",
-           "load_pretrained", "save_pretrained"]
+__all__ = [
+  "FORMATS",
+  "RUNTIME_FIELDS",
+  "config_from_dict",
+  "config_schema",
+  "config_to_dict",
+  "load_pretrained",
+  "save_pretrained",
+]

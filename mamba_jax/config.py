@@ -46,6 +46,7 @@ class MambaConfig:
   dtype, param_dtype: compute dtype and parameter storage dtype (A_log, D, dt bias and the
     length-adaptive exponent are float32 whatever param_dtype says).
   """
+
   d_model: int
   n_layers: int
   d_state: int = 16
@@ -77,38 +78,84 @@ class MambaConfig:
 
   def __post_init__(self):
     for name in ("d_model", "n_layers", "d_state", "d_conv", "expand", "pad_vocab_size_multiple"):
-      _require(name, _is_int(getattr(self, name)) and getattr(self, name) >= 1,
-               getattr(self, name), "a positive integer")
-    _require("dt_rank", self.dt_rank == "auto" or (isinstance(self.dt_rank, int)
-                                                   and _is_int(self.dt_rank) and self.dt_rank >= 1),
-             self.dt_rank, '"auto" or a positive integer')
-    for name in ("dt_min", "dt_max", "dt_init_floor", "dt_scale", "rms_norm_eps",
-                 "initializer_range"):
+      _require(
+        name,
+        _is_int(getattr(self, name)) and getattr(self, name) >= 1,
+        getattr(self, name),
+        "a positive integer",
+      )
+    _require(
+      "dt_rank",
+      self.dt_rank == "auto"
+      or (isinstance(self.dt_rank, int) and _is_int(self.dt_rank) and self.dt_rank >= 1),
+      self.dt_rank,
+      '"auto" or a positive integer',
+    )
+    for name in (
+      "dt_min",
+      "dt_max",
+      "dt_init_floor",
+      "dt_scale",
+      "rms_norm_eps",
+      "initializer_range",
+    ):
       value = getattr(self, name)
       _require(name, _is_number(value) and value > 0, value, "a positive number")
     _require("dt_max", self.dt_max >= self.dt_min, self.dt_max, f"dt_max >= dt_min = {self.dt_min}")
-    _require("vocab_size", self.vocab_size is None or (_is_int(self.vocab_size)
-                                                       and self.vocab_size >= 1),
-             self.vocab_size, "None or a positive integer")
-    _require("discretization", self.discretization in DISCRETIZATIONS, self.discretization,
-             f"one of {DISCRETIZATIONS}")
+    _require(
+      "vocab_size",
+      self.vocab_size is None or (_is_int(self.vocab_size) and self.vocab_size >= 1),
+      self.vocab_size,
+      "None or a positive integer",
+    )
+    _require(
+      "discretization",
+      self.discretization in DISCRETIZATIONS,
+      self.discretization,
+      f"one of {DISCRETIZATIONS}",
+    )
     if self.discretization == "length_adaptive":
-      _require("length_ref", _is_number(self.length_ref) and self.length_ref is not None
-               and self.length_ref > 0, self.length_ref,
-               'a positive number when discretization="length_adaptive"')
+      _require(
+        "length_ref",
+        _is_number(self.length_ref) and self.length_ref is not None and self.length_ref > 0,
+        self.length_ref,
+        'a positive number when discretization="length_adaptive"',
+      )
     elif self.length_ref is not None:
-      _require("length_ref", _is_number(self.length_ref) and self.length_ref > 0, self.length_ref,
-               "None or a positive number")
-    _require("scan_implementation", self.scan_implementation in IMPLEMENTATIONS,
-             self.scan_implementation, f"one of {IMPLEMENTATIONS}")
-    _require("scan_chunk_size", self.scan_chunk_size is None or (_is_int(self.scan_chunk_size)
-                                                                 and self.scan_chunk_size >= 1),
-             self.scan_chunk_size, "None or a positive integer")
-    for name in ("conv_bias", "bias", "residual_in_fp32", "tie_embeddings",
-                 "rescale_prenorm_residual", "scan_interpret", "remat"):
+      _require(
+        "length_ref",
+        _is_number(self.length_ref) and self.length_ref > 0,
+        self.length_ref,
+        "None or a positive number",
+      )
+    _require(
+      "scan_implementation",
+      self.scan_implementation in IMPLEMENTATIONS,
+      self.scan_implementation,
+      f"one of {IMPLEMENTATIONS}",
+    )
+    _require(
+      "scan_chunk_size",
+      self.scan_chunk_size is None or (_is_int(self.scan_chunk_size) and self.scan_chunk_size >= 1),
+      self.scan_chunk_size,
+      "None or a positive integer",
+    )
+    for name in (
+      "conv_bias",
+      "bias",
+      "residual_in_fp32",
+      "tie_embeddings",
+      "rescale_prenorm_residual",
+      "scan_interpret",
+      "remat",
+    ):
       _require(name, isinstance(getattr(self, name), bool), getattr(self, name), "a bool")
-    _require("scan_layers", self.scan_layers is None or isinstance(self.scan_layers, bool),
-             self.scan_layers, "None (automatic) or a bool")
+    _require(
+      "scan_layers",
+      self.scan_layers is None or isinstance(self.scan_layers, bool),
+      self.scan_layers,
+      "None (automatic) or a bool",
+    )
     for name in ("dtype", "param_dtype"):
       object.__setattr__(self, name, _float_dtype(name, getattr(self, name)))
 
@@ -152,6 +199,10 @@ def _float_dtype(name, value):
     dtype = jnp.dtype(value)
   except TypeError:
     dtype = None
-  _require(name, dtype is not None and jnp.issubdtype(dtype, jnp.floating), value,
-           "a floating dtype such as float32 or bfloat16")
+  _require(
+    name,
+    dtype is not None and jnp.issubdtype(dtype, jnp.floating),
+    value,
+    "a floating dtype such as float32 or bfloat16",
+  )
   return dtype

@@ -32,24 +32,31 @@ def _sequence_length(model, batch, sequence_length):
   if model.config.discretization != "length_adaptive":
     return None
   if sequence_length is None:
-    raise ValueError("length_adaptive decode needs sequence_length: the length L the model is "
-                     "asked to process (prompt plus generated tokens), given up front")
+    raise ValueError(
+      "length_adaptive decode needs sequence_length: the length L the model is "
+      "asked to process (prompt plus generated tokens), given up front"
+    )
   return resolve_sequence_length(sequence_length, None, batch, None)
 
 
-def init_cache(model: "MambaModel | MambaLM", batch: int,
-               sequence_length: jax.Array | float | None = None) -> DecodeCache:
+def init_cache(
+  model: "MambaModel | MambaLM", batch: int, sequence_length: jax.Array | float | None = None
+) -> DecodeCache:
   """An empty cache (zero states) for `batch` sequences of a MambaModel or MambaLM.
 
   sequence_length: scalar or (batch,) L of the length-adaptive step (required for it).
   """
-  return DecodeCache(model.backbone.init_cache(batch),
-                     _sequence_length(model, batch, sequence_length))
+  return DecodeCache(
+    model.backbone.init_cache(batch), _sequence_length(model, batch, sequence_length)
+  )
 
 
-def prefill(model: "MambaModel | MambaLM", inputs: jax.Array, lengths: jax.Array | None = None,
-            sequence_length: jax.Array | float | None = None
-            ) -> tuple[jax.Array, DecodeCache]:
+def prefill(
+  model: "MambaModel | MambaLM",
+  inputs: jax.Array,
+  lengths: jax.Array | None = None,
+  sequence_length: jax.Array | float | None = None,
+) -> tuple[jax.Array, DecodeCache]:
   """Runs the parallel forward over a prompt and returns (outputs, cache after each prompt).
 
   inputs: (batch, length, in_features) or (batch, length) int tokens; outputs: (batch, length,
@@ -69,8 +76,9 @@ def prefill(model: "MambaModel | MambaLM", inputs: jax.Array, lengths: jax.Array
   return outputs, DecodeCache(caches, L)
 
 
-def step(model: "MambaModel | MambaLM", inputs: jax.Array, cache: DecodeCache
-         ) -> tuple[jax.Array, DecodeCache]:
+def step(
+  model: "MambaModel | MambaLM", inputs: jax.Array, cache: DecodeCache
+) -> tuple[jax.Array, DecodeCache]:
   """One token per sequence: inputs (batch, in_features) or (batch,) int tokens ->
   (outputs (batch, out_features) or logits (batch, vocab), the cache after it)."""
   stack = model.backbone
@@ -78,14 +86,20 @@ def step(model: "MambaModel | MambaLM", inputs: jax.Array, cache: DecodeCache
   def one_step(layer, residual, layer_cache):
     return layer.step(residual, layer_cache, cache.sequence_length)
 
-  residual, caches = stack.run_layers(one_step, stack.to_residual(model.embed(inputs)),
-                                      cache.layers)
+  residual, caches = stack.run_layers(
+    one_step, stack.to_residual(model.embed(inputs)), cache.layers
+  )
   outputs = model.read_out(stack.norm_f(residual))
   return outputs, DecodeCache(caches, cache.sequence_length)
 
 
-def sample(logits: jax.Array, rng: jax.Array, temperature: jax.Array | float,
-           top_k: int | None = None, vocab_size: int | None = None) -> jax.Array:
+def sample(
+  logits: jax.Array,
+  rng: jax.Array,
+  temperature: jax.Array | float,
+  top_k: int | None = None,
+  vocab_size: int | None = None,
+) -> jax.Array:
   """Samples token ids (batch,) from logits (batch, vocab); temperature 0 is greedy.
 
   Entries at and past vocab_size (the padding of the vocabulary) are never drawn.
@@ -101,9 +115,15 @@ def sample(logits: jax.Array, rng: jax.Array, temperature: jax.Array | float,
   return jax.random.categorical(rng, logits / temperature, axis=-1)
 
 
-def generate(model: "MambaModel | MambaLM", prompt: jax.Array, max_new_tokens: int,
-             temperature: float = 1.0, top_k: int | None = None, rng: jax.Array | None = None,
-             sequence_length: jax.Array | float | None = None) -> jax.Array:
+def generate(
+  model: "MambaModel | MambaLM",
+  prompt: jax.Array,
+  max_new_tokens: int,
+  temperature: float = 1.0,
+  top_k: int | None = None,
+  rng: jax.Array | None = None,
+  sequence_length: jax.Array | float | None = None,
+) -> jax.Array:
   """Samples max_new_tokens tokens after `prompt` (batch, length) int from a MambaLM.
 
   Returns the new tokens (batch, max_new_tokens) int32. Compiled once per (model structure, prompt
@@ -120,17 +140,27 @@ def generate(model: "MambaModel | MambaLM", prompt: jax.Array, max_new_tokens: i
     sequence_length = prompt.shape[1] + max_new_tokens
   rng = jax.random.key(0) if rng is None else rng
   graphdef, state = nnx.split(model)
-  return _generate(graphdef, state, prompt, rng, jnp.float32(temperature),
-                   None if sequence_length is None else jnp.asarray(sequence_length, jnp.float32),
-                   max_new_tokens=max_new_tokens, top_k=top_k, greedy=temperature == 0)
+  return _generate(
+    graphdef,
+    state,
+    prompt,
+    rng,
+    jnp.float32(temperature),
+    None if sequence_length is None else jnp.asarray(sequence_length, jnp.float32),
+    max_new_tokens=max_new_tokens,
+    top_k=top_k,
+    greedy=temperature == 0,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "greedy"))
-def _generate(graphdef, state, prompt, rng, temperature, sequence_length, *, max_new_tokens,
-              top_k, greedy):
+def _generate(
+  graphdef, state, prompt, rng, temperature, sequence_length, *, max_new_tokens, top_k, greedy
+):
   vocab_size = nnx.merge(graphdef, state).config.vocab_size
-  draw = lambda logits, key: sample(logits, key, 0 if greedy else temperature, top_k,
-                                    vocab_size).astype(jnp.int32)
+  draw = lambda logits, key: sample(
+    logits, key, 0 if greedy else temperature, top_k, vocab_size
+  ).astype(jnp.int32)
   logits, cache = prefill(nnx.merge(graphdef, state), prompt, sequence_length=sequence_length)
   keys = jax.random.split(rng, max_new_tokens)
   first = draw(logits[:, -1], keys[0])

@@ -31,6 +31,7 @@ def resolve_sequence_length(sequence_length, lengths, batch, padded_length, left
 
 class ScanStepArguments(TypedDict):
   """The step-size arguments of `selective_scan`."""
+
   delta: jax.Array  # (batch, length, d_inner)
   delta_bias: jax.Array | None  # (d_inner,)
   delta_softplus: bool
@@ -62,8 +63,9 @@ class Discretization(nnx.Module):
       return ScanStepArguments(delta=delta, delta_bias=None, delta_softplus=False)
     if not self.adaptive:
       return ScanStepArguments(delta=dt, delta_bias=dt_bias, delta_softplus=True)
-    return ScanStepArguments(delta=self.step_size(dt, dt_bias, sequence_length), delta_bias=None,
-                             delta_softplus=False)
+    return ScanStepArguments(
+      delta=self.step_size(dt, dt_bias, sequence_length), delta_bias=None, delta_softplus=False
+    )
 
   def step_size(self, dt, dt_bias, sequence_length=None):
     """delta itself, float32, for dt of shape (batch, ..., d_inner)."""

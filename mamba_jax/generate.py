@@ -30,10 +30,14 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m mamba_jax.generate",
-                                   description=(__doc__ or "").split("\n\n")[0])
-  parser.add_argument("--checkpoint", required=True,
-                      help="directory with config.json and weights (mamba_ssm or transformers)")
+  parser = argparse.ArgumentParser(
+    prog="python -m mamba_jax.generate", description=(__doc__ or "").split("\n\n")[0]
+  )
+  parser.add_argument(
+    "--checkpoint",
+    required=True,
+    help="directory with config.json and weights (mamba_ssm or transformers)",
+  )
   prompt = parser.add_mutually_exclusive_group(required=True)
   prompt.add_argument("--prompt", help="text, encoded with the checkpoint's tokenizer.json")
   prompt.add_argument("--prompt_ids", help="comma-separated token ids, e.g. 1,2,3")
@@ -41,8 +45,9 @@ def parse_args(argv=None):
   parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
   parser.add_argument("--top_k", type=int, default=None)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
-                      help="parameter and compute dtype")
+  parser.add_argument(
+    "--dtype", choices=sorted(_DTYPES), default="float32", help="parameter and compute dtype"
+  )
   args = parser.parse_args(argv)
   if args.max_new_tokens < 1:
     parser.error(f"--max_new_tokens {args.max_new_tokens}: expected at least 1")
@@ -67,8 +72,10 @@ def _load_tokenizer(directory, required):
     import tokenizers
   except ImportError:
     if required:
-      raise SystemExit("error: --prompt needs the tokenizers package: "
-                       f"{checkpoints.INTEROP_EXTRA}; or pass --prompt_ids") from None
+      raise SystemExit(
+        "error: --prompt needs the tokenizers package: "
+        f"{checkpoints.INTEROP_EXTRA}; or pass --prompt_ids"
+      ) from None
     return None
   return tokenizers.Tokenizer.from_file(str(path))
 
@@ -87,15 +94,17 @@ def main(argv=None):
   assert vocab_size is not None  # a language model's checkpoint always has one
   bad = [token for token in ids if not 0 <= token < vocab_size]
   if not ids or bad:
-    raise SystemExit(f"error: prompt ids {bad or ids}: expected a non-empty prompt of ids in "
-                     f"0..{vocab_size - 1}")
+    raise SystemExit(
+      f"error: prompt ids {bad or ids}: expected a non-empty prompt of ids in 0..{vocab_size - 1}"
+    )
   prompt = jnp.asarray([ids], jnp.int32)
   rng = jax.random.key(args.seed)
 
   def run():
     start = time.perf_counter()
-    tokens = decode.generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
-                             top_k=args.top_k, rng=rng)
+    tokens = decode.generate(
+      model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, rng=rng
+    )
     tokens = np.asarray(jax.block_until_ready(tokens))[0]
     return tokens, time.perf_counter() - start
 
@@ -105,8 +114,10 @@ def main(argv=None):
   print(f"new ids: {new_tokens.tolist()}")
   if tokenizer is not None:
     print(f"text: {tokenizer.decode(list(ids) + new_tokens.tolist())}")
-  print(f"{len(new_tokens)} new tokens in {seconds:.3f} s: {len(new_tokens) / seconds:.1f} "
-        f"tokens/s (first run, compiling: {first_seconds:.2f} s; {jax.devices()[0].platform})")
+  print(
+    f"{len(new_tokens)} new tokens in {seconds:.3f} s: {len(new_tokens) / seconds:.1f} "
+    f"tokens/s (first run, compiling: {first_seconds:.2f} s; {jax.devices()[0].platform})"
+  )
   return 0
 
 

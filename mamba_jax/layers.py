@@ -11,8 +11,10 @@ from flax import nnx
 
 def uniform_init(limit):
   """Initialiser drawing U(-limit, +limit)."""
+
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, jnp.float32, -limit, limit).astype(dtype)
+
   return init
 
 
@@ -22,9 +24,16 @@ def torch_linear(in_features, out_features, *, use_bias, dtype, param_dtype, rng
   mamba_ssm's `_init_weights` zeroes Linear biases and keeps the default weight init, except for
   out_proj, which it rescales (the `scale` argument).
   """
-  return nnx.Linear(in_features, out_features, use_bias=use_bias, dtype=dtype,
-                    param_dtype=param_dtype, kernel_init=uniform_init(scale / in_features ** 0.5),
-                    bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+  return nnx.Linear(
+    in_features,
+    out_features,
+    use_bias=use_bias,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    kernel_init=uniform_init(scale / in_features**0.5),
+    bias_init=nnx.initializers.zeros_init(),
+    rngs=rngs,
+  )
 
 
 class RMSNorm(nnx.Module):
@@ -49,11 +58,12 @@ class CausalConv1d(nnx.Module):
   with it. Init as PyTorch's Conv1d: U(+-1/sqrt(kernel_size)) for weight and bias.
   """
 
-  def __init__(self, channels, kernel_size, *, use_bias=True, dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs):
+  def __init__(
+    self, channels, kernel_size, *, use_bias=True, dtype=jnp.float32, param_dtype=jnp.float32, rngs
+  ):
     self.kernel_size = kernel_size
     self.dtype = dtype
-    init = uniform_init(1.0 / kernel_size ** 0.5)
+    init = uniform_init(1.0 / kernel_size**0.5)
     self.weight = nnx.Param(init(rngs.params(), (channels, kernel_size), param_dtype))
     self.bias = nnx.Param(init(rngs.params(), (channels,), param_dtype)) if use_bias else None
 
@@ -63,7 +73,7 @@ class CausalConv1d(nnx.Module):
     length = x.shape[1]
     weight = self.weight[...].astype(self.dtype)
     padded = jnp.pad(x, ((0, 0), (self.kernel_size - 1, 0), (0, 0)))
-    y = sum(padded[:, k:k + length] * weight[:, k] for k in range(self.kernel_size))
+    y = sum(padded[:, k : k + length] * weight[:, k] for k in range(self.kernel_size))
     return y + self.bias[...].astype(self.dtype) if self.bias is not None else y
 
   def step(self, x, conv_state):

@@ -52,13 +52,18 @@ class MambaStack(nnx.Module):
       self.stacked_layers = _stack_modules(blocks)
     else:
       self.layers = nnx.List(blocks)
-    self.norm_f = RMSNorm(config.d_model, eps=config.rms_norm_eps, dtype=config.dtype,
-                          param_dtype=config.param_dtype)
+    self.norm_f = RMSNorm(
+      config.d_model, eps=config.rms_norm_eps, dtype=config.dtype, param_dtype=config.param_dtype
+    )
 
-  def __call__(self, hidden: jax.Array, lengths: jax.Array | None = None,
-               sequence_length: jax.Array | float | None = None,
-               return_residuals: bool = False, left_pad: jax.Array | None = None
-               ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+  def __call__(
+    self,
+    hidden: jax.Array,
+    lengths: jax.Array | None = None,
+    sequence_length: jax.Array | float | None = None,
+    return_residuals: bool = False,
+    left_pad: jax.Array | None = None,
+  ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
     """hidden (batch, length, d_model) -> normalised hidden (batch, length, d_model) in the
     compute dtype.
 
@@ -71,8 +76,10 @@ class MambaStack(nnx.Module):
     sequence_length = resolve_sequence_length(sequence_length, lengths, batch, length, left_pad)
 
     def apply(layer, residual, _):
-      return (layer(residual, lengths, sequence_length, left_pad),
-              residual if return_residuals else None)
+      return (
+        layer(residual, lengths, sequence_length, left_pad),
+        residual if return_residuals else None,
+      )
 
     if self.config.remat:
       apply = nnx.remat(apply)
@@ -159,9 +166,14 @@ def _is_block_list(tree) -> bool:
   if not isinstance(tree, Mapping) or not tree:
     return False
   keys = sorted(int(key) for key in tree if str(key).isdigit())
-  return (len(keys) == len(tree) and keys == list(range(len(tree)))
-          and all(isinstance(block, Mapping) and set(block) <= _BLOCK_CHILDREN and block
-                  for block in tree.values()))
+  return (
+    len(keys) == len(tree)
+    and keys == list(range(len(tree)))
+    and all(
+      isinstance(block, Mapping) and set(block) <= _BLOCK_CHILDREN and block
+      for block in tree.values()
+    )
+  )
 
 
 def _stack_block_states(items: dict[Any, Any]) -> dict[Any, Any]:
@@ -170,8 +182,10 @@ def _stack_block_states(items: dict[Any, Any]) -> dict[Any, Any]:
     return items
   ordered = [block for _, block in sorted(blocks.items(), key=lambda item: int(item[0]))]
   stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *ordered)
-  return {(STACKED_LAYERS if key == PER_LAYER else key): (stacked if key == PER_LAYER else value)
-          for key, value in items.items()}
+  return {
+    (STACKED_LAYERS if key == PER_LAYER else key): (stacked if key == PER_LAYER else value)
+    for key, value in items.items()
+  }
 
 
 def _unstack_block_states(items: dict[Any, Any]) -> dict[Any, Any]:
@@ -180,25 +194,31 @@ def _unstack_block_states(items: dict[Any, Any]) -> dict[Any, Any]:
     return items
   n_layers = jax.tree.leaves(stacked)[0].shape[0]
   blocks = {index: jax.tree.map(lambda x, i=index: x[i], stacked) for index in range(n_layers)}
-  return {(PER_LAYER if key == STACKED_LAYERS else key): (blocks if key == STACKED_LAYERS
-                                                          else value)
-          for key, value in items.items()}
+  return {
+    (PER_LAYER if key == STACKED_LAYERS else key): (blocks if key == STACKED_LAYERS else value)
+    for key, value in items.items()
+  }
 
 
 class _Decodable(nnx.Module):
   """Streaming-decode methods shared by the models (see `mamba_jax.decode`)."""
 
-  def init_cache(self, batch: int, sequence_length: jax.Array | float | None = None
-                 ) -> decode.DecodeCache:
+  def init_cache(
+    self, batch: int, sequence_length: jax.Array | float | None = None
+  ) -> decode.DecodeCache:
     return decode.init_cache(cast("MambaModel | MambaLM", self), batch, sequence_length)
 
-  def prefill(self, inputs: jax.Array, lengths: jax.Array | None = None,
-              sequence_length: jax.Array | float | None = None
-              ) -> tuple[jax.Array, decode.DecodeCache]:
+  def prefill(
+    self,
+    inputs: jax.Array,
+    lengths: jax.Array | None = None,
+    sequence_length: jax.Array | float | None = None,
+  ) -> tuple[jax.Array, decode.DecodeCache]:
     return decode.prefill(cast("MambaModel | MambaLM", self), inputs, lengths, sequence_length)
 
-  def step(self, inputs: jax.Array, cache: decode.DecodeCache
-           ) -> tuple[jax.Array, decode.DecodeCache]:
+  def step(
+    self, inputs: jax.Array, cache: decode.DecodeCache
+  ) -> tuple[jax.Array, decode.DecodeCache]:
     return decode.step(cast("MambaModel | MambaLM", self), inputs, cache)
 
 
@@ -208,19 +228,34 @@ class MambaModel(_Decodable):
   For patch sequences (vision) and in-context function regression.
   """
 
-  def __init__(self, config: MambaConfig, in_features: int, out_features: int, *,
-               rngs: nnx.Rngs):
+  def __init__(self, config: MambaConfig, in_features: int, out_features: int, *, rngs: nnx.Rngs):
     self.config = config
-    self.input_proj = torch_linear(in_features, config.d_model, use_bias=True,
-                                   dtype=config.dtype, param_dtype=config.param_dtype, rngs=rngs)
+    self.input_proj = torch_linear(
+      in_features,
+      config.d_model,
+      use_bias=True,
+      dtype=config.dtype,
+      param_dtype=config.param_dtype,
+      rngs=rngs,
+    )
     self.backbone = MambaStack(config, rngs=rngs)
-    self.output_proj = torch_linear(config.d_model, out_features, use_bias=True,
-                                    dtype=config.dtype, param_dtype=config.param_dtype, rngs=rngs)
+    self.output_proj = torch_linear(
+      config.d_model,
+      out_features,
+      use_bias=True,
+      dtype=config.dtype,
+      param_dtype=config.param_dtype,
+      rngs=rngs,
+    )
 
-  def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
-               sequence_length: jax.Array | float | None = None,
-               left_pad: jax.Array | None = None, return_residuals: bool = False
-               ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+  def __call__(
+    self,
+    inputs: jax.Array,
+    lengths: jax.Array | None = None,
+    sequence_length: jax.Array | float | None = None,
+    left_pad: jax.Array | None = None,
+    return_residuals: bool = False,
+  ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
     """inputs (batch, length, in_features) -> outputs (batch, length, out_features) in the
     compute dtype.
 
@@ -228,8 +263,13 @@ class MambaModel(_Decodable):
     one (n_layers + 1 arrays (batch, length, d_model)), for probing; `read_out_residual` maps
     one to outputs.
     """
-    hidden = self.backbone(self.embed(inputs), lengths, sequence_length,
-                           return_residuals=return_residuals, left_pad=left_pad)
+    hidden = self.backbone(
+      self.embed(inputs),
+      lengths,
+      sequence_length,
+      return_residuals=return_residuals,
+      left_pad=left_pad,
+    )
     if isinstance(hidden, tuple):  # return_residuals
       return self.read_out(hidden[0]), hidden[1]
     return self.read_out(hidden)
@@ -261,16 +301,34 @@ class MambaLM(_Decodable):
     self.config = config
     vocab = cast(int, config.padded_vocab_size)  # not None: vocab_size was checked above
     self.embedding = nnx.Embed(
-        vocab, config.d_model, dtype=config.dtype, param_dtype=config.param_dtype,
-        embedding_init=nnx.initializers.normal(config.initializer_range), rngs=rngs)
+      vocab,
+      config.d_model,
+      dtype=config.dtype,
+      param_dtype=config.param_dtype,
+      embedding_init=nnx.initializers.normal(config.initializer_range),
+      rngs=rngs,
+    )
     self.backbone = MambaStack(config, rngs=rngs)
-    self.lm_head = None if config.tie_embeddings else torch_linear(
-        config.d_model, vocab, use_bias=False, dtype=config.dtype,
-        param_dtype=config.param_dtype, rngs=rngs)
+    self.lm_head = (
+      None
+      if config.tie_embeddings
+      else torch_linear(
+        config.d_model,
+        vocab,
+        use_bias=False,
+        dtype=config.dtype,
+        param_dtype=config.param_dtype,
+        rngs=rngs,
+      )
+    )
 
-  def __call__(self, tokens: jax.Array, lengths: jax.Array | None = None,
-               sequence_length: jax.Array | float | None = None,
-               left_pad: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self,
+    tokens: jax.Array,
+    lengths: jax.Array | None = None,
+    sequence_length: jax.Array | float | None = None,
+    left_pad: jax.Array | None = None,
+  ) -> jax.Array:
     """tokens (batch, length) int -> logits (batch, length, padded vocab) float32."""
     hidden = self.backbone(self.embed(tokens), lengths, sequence_length, left_pad=left_pad)
     return self.read_out(cast(jax.Array, hidden))

@@ -20,9 +20,11 @@ NO_DECAY_MATRICES = frozenset({"A_log", "ssm_B"})
 def weight_decay_mask(params):
   """Pytree of bools with the structure of `params` (e.g. nnx.state(model, nnx.Param), pure or
   not): True where the parameter takes weight decay."""
+
   def decays(path, leaf):
     rank = getattr(leaf, "ndim", 0) - (1 if STACKED_LAYERS in _names(path) else 0)
     return rank >= 2 and _leaf_name(path) not in NO_DECAY_MATRICES
+
   return jax.tree_util.tree_map_with_path(decays, params)
 
 

@@ -7,13 +7,13 @@ from experiments.data.sources import DEFAULT_IMAGE_SIZE, ImageSource, image_sour
 from experiments.data.splits import open_split
 
 __all__ = [
-    "DEFAULT_IMAGE_SIZE",
-    "ImageSource",
-    "StepBatches",
-    "batches",
-    "evaluation_batches",
-    "find_prepared",
-    "image_source",
-    "open_prepared",
-    "open_split",
+  "DEFAULT_IMAGE_SIZE",
+  "ImageSource",
+  "StepBatches",
+  "batches",
+  "evaluation_batches",
+  "find_prepared",
+  "image_source",
+  "open_prepared",
+  "open_split",
 ]

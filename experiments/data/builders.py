@@ -17,6 +17,5 @@ class LocalDatasetInfo(tfds.core.DatasetInfo):
 
 def prepare(builder):
   """Writes the builder's array_record files unless present (a no-op then); returns the builder."""
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return builder

@@ -25,24 +25,30 @@ class Digits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self):
     return builders.LocalDatasetInfo(
-        builder=self,
-        description="scikit-learn's handwritten digits (UCI optdigits test set), 8x8, 10 classes.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10),
-        }),
-        supervised_keys=("image", "label"),
-        homepage=("https://scikit-learn.org/stable/modules/generated/"
-                  "sklearn.datasets.load_digits.html"),
+      builder=self,
+      description="scikit-learn's handwritten digits (UCI optdigits test set), 8x8, 10 classes.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+          "label": tfds.features.ClassLabel(num_classes=10),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage=(
+        "https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html"
+      ),
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download: the data ships with scikit-learn.
-    return {"train": self._generate_examples(0, NUM_TRAIN),
-            "test": self._generate_examples(NUM_TRAIN, NUM_EXAMPLES)}
+    return {
+      "train": self._generate_examples(0, NUM_TRAIN),
+      "test": self._generate_examples(NUM_TRAIN, NUM_EXAMPLES),
+    }
 
   def _generate_examples(self, start, stop):
     from sklearn.datasets import load_digits  # Deferred: only preparing needs scikit-learn.
+
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     for i in range(start, stop):

@@ -14,6 +14,13 @@ def evaluation_batches(source, global_batch, n_images, device_count=None):
   last batch wraps around to the start, and those examples get weight 0."""
   host_batch.host_batch_size(global_batch, jax.process_count(), device_count)
   steps = math.ceil(n_images / global_batch)
-  for images in batches(source, global_batch, seed=0, shuffle=False, num_steps=steps,
-                        process_index=jax.process_index(), process_count=jax.process_count()):
+  for images in batches(
+    source,
+    global_batch,
+    seed=0,
+    shuffle=False,
+    num_steps=steps,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  ):
     yield images, (images["index"] < n_images).astype(np.float32)

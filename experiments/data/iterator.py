@@ -22,8 +22,17 @@ def stream(source, seed, shuffle=True):
   return ds.repeat().map_with_index(lambda i, example: {**example, "index": np.int64(i)})
 
 
-def batches(source, global_batch, seed, start_step=0, process_index=0, process_count=1, *,
-            num_steps=None, shuffle=True):
+def batches(
+  source,
+  global_batch,
+  seed,
+  start_step=0,
+  process_index=0,
+  process_count=1,
+  *,
+  num_steps=None,
+  shuffle=True,
+):
   """Yields this host's numpy batch dicts for steps start_step, start_step + 1, ...
 
   Each dict holds the source's keys stacked (local batch first) plus "index", the examples'
@@ -33,11 +42,13 @@ def batches(source, global_batch, seed, start_step=0, process_index=0, process_c
   """
   host_batch.host_examples(start_step, global_batch, process_index, process_count)  # checks
   ds = stream(source, seed, shuffle)
-  steps = itertools.count(start_step) if num_steps is None else range(start_step,
-                                                                      start_step + num_steps)
+  steps = (
+    itertools.count(start_step) if num_steps is None else range(start_step, start_step + num_steps)
+  )
   for step in steps:
-    examples = [ds[int(i)] for i in host_batch.host_examples(step, global_batch, process_index,
-                                                             process_count)]
+    examples = [
+      ds[int(i)] for i in host_batch.host_examples(step, global_batch, process_index, process_count)
+    ]
     yield {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 

@@ -33,12 +33,15 @@ IMAGE_SIZE = 105
 def check_archives(archive_dir):
   """Raises FileNotFoundError naming the first missing folder or archive (no I/O beyond stat)."""
   archive_dir = os.fspath(archive_dir) if archive_dir else ""
-  where = (f"Get them from {SOURCE_URL} (python/images_background_small1.zip, "
-           "python/images_background_small2.zip, python/one-shot-classification/all_runs.zip), "
-           "put them in one folder and pass it as the Omniglot folder (omniglot_dir).")
+  where = (
+    f"Get them from {SOURCE_URL} (python/images_background_small1.zip, "
+    "python/images_background_small2.zip, python/one-shot-classification/all_runs.zip), "
+    "put them in one folder and pass it as the Omniglot folder (omniglot_dir)."
+  )
   if not archive_dir or not os.path.isdir(archive_dir):
-    raise FileNotFoundError(f"Omniglot folder not found: {archive_dir!r}. It must hold "
-                            f"{', '.join(ARCHIVES)}. {where}")
+    raise FileNotFoundError(
+      f"Omniglot folder not found: {archive_dir!r}. It must hold {', '.join(ARCHIVES)}. {where}"
+    )
   for archive in ARCHIVES:
     path = os.path.join(archive_dir, archive)
     if not os.path.isfile(path):
@@ -82,6 +85,7 @@ def evaluation_members(archive_dir):
 
 def _decode_png(data):
   from PIL import Image  # Pillow ships with matplotlib, a project dependency.
+
   with Image.open(io.BytesIO(data)) as image:
     return np.asarray(image.convert("L"), dtype=np.uint8)[..., None]
 
@@ -99,29 +103,37 @@ class OmniglotArchives(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self):
     return builders.LocalDatasetInfo(
-        builder=self,
-        description=__doc__.split("\n\n")[0],
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8),
-            "label": tfds.features.Scalar(dtype=np.int64),
-            "character": tfds.features.Text(),
-            "alphabet": tfds.features.Text(),
-        }),
-        supervised_keys=("image", "label"),
-        homepage=SOURCE_URL,
+      builder=self,
+      description=__doc__.split("\n\n")[0],
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8),
+          "label": tfds.features.Scalar(dtype=np.int64),
+          "character": tfds.features.Text(),
+          "alphabet": tfds.features.Text(),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage=SOURCE_URL,
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The archives are read in place, never downloaded.
     check_archives(self._archive_dir)
-    train = [(archive, name, name.split("/", 1)[1].rsplit("/", 1)[0])
-             for archive, name in deduplicate(background_members(self._archive_dir))]
-    validation = [(EVALUATION_ARCHIVE, name, character)
-                  for name, character in evaluation_members(self._archive_dir)]
+    train = [
+      (archive, name, name.split("/", 1)[1].rsplit("/", 1)[0])
+      for archive, name in deduplicate(background_members(self._archive_dir))
+    ]
+    validation = [
+      (EVALUATION_ARCHIVE, name, character)
+      for name, character in evaluation_members(self._archive_dir)
+    ]
     characters = sorted({c for _, _, c in train}) + sorted({c for _, _, c in validation})
     labels = {c: i for i, c in enumerate(characters)}
-    return {"train": self._generate_examples(train, labels),
-            "validation": self._generate_examples(validation, labels)}
+    return {
+      "train": self._generate_examples(train, labels),
+      "validation": self._generate_examples(validation, labels),
+    }
 
   def _generate_examples(self, items, labels):
     """items: (archive, member, character); keys `alphabet/characterNN/file.png` or `runNN/...`."""
@@ -133,8 +145,15 @@ class OmniglotArchives(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         # all_runs does not name the evaluation alphabets.
         alphabet = "" if archive == EVALUATION_ARCHIVE else character.split("/")[0]
         key = name if archive == EVALUATION_ARCHIVE else name.split("/", 1)[1]
-        yield key, {"image": _decode_png(archives[archive].read(name)), "label": labels[character],
-                    "character": character, "alphabet": alphabet}
+        yield (
+          key,
+          {
+            "image": _decode_png(archives[archive].read(name)),
+            "label": labels[character],
+            "character": character,
+            "alphabet": alphabet,
+          },
+        )
     finally:
       for z in archives.values():
         z.close()
@@ -146,8 +165,9 @@ def prepare(archive_dir, data_dir):
   Checks the archives before anything else unless the data set is already prepared, so a
   missing file fails at once.
   """
-  builder = OmniglotArchives(archive_dir=archive_dir, data_dir=str(data_dir),
-                             file_format="array_record")
+  builder = OmniglotArchives(
+    archive_dir=archive_dir, data_dir=str(data_dir), file_format="array_record"
+  )
   if not builder.is_prepared():
     check_archives(archive_dir)
     builders.prepare(builder)

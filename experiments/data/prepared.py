@@ -33,12 +33,14 @@ def _split_files(version_dir, split):
 
 def _how_to_prepare(name, data_dir, problem):
   data_dir = os.path.abspath(os.fspath(data_dir))
-  return (f"TFDS data set {name!r} is not prepared in {data_dir}: {problem}. Nothing is downloaded "
-          f"here. On a machine with network access run\n"
-          f"  tfds build {name} --file_format=array_record --data_dir=DIR\n"
-          f"(pip install tensorflow-datasets), then copy DIR/{_parse(name)[0]}/ into {data_dir}/ "
-          f"so that {data_dir}/{_parse(name)[0]}/<version>/ holds dataset_info.json and the "
-          f"*.array_record-* files.")
+  return (
+    f"TFDS data set {name!r} is not prepared in {data_dir}: {problem}. Nothing is downloaded "
+    f"here. On a machine with network access run\n"
+    f"  tfds build {name} --file_format=array_record --data_dir=DIR\n"
+    f"(pip install tensorflow-datasets), then copy DIR/{_parse(name)[0]}/ into {data_dir}/ "
+    f"so that {data_dir}/{_parse(name)[0]}/<version>/ holds dataset_info.json and the "
+    f"*.array_record-* files."
+  )
 
 
 def find_prepared(name, data_dir, split=None):
@@ -62,8 +64,10 @@ def find_prepared(name, data_dir, split=None):
       continue
     if not glob.glob(os.path.join(version_dir, "*.array_record*")):
       other = sorted(os.path.basename(p) for p in glob.glob(os.path.join(version_dir, "*-*-of-*")))
-      problems.append(f"{version_dir} has no array_record files"
-                      + (f" (found {other[0]}, ...: another file format)" if other else ""))
+      problems.append(
+        f"{version_dir} has no array_record files"
+        + (f" (found {other[0]}, ...: another file format)" if other else "")
+      )
       continue
     if split is not None:
       if not _split_files(version_dir, split):
@@ -71,12 +75,14 @@ def find_prepared(name, data_dir, split=None):
           known = [s.get("name") for s in json.load(f).get("splits", [])]
         raise ValueError(f"{name!r} in {version_dir} has no split {split!r}; it has {known}.")
     return version_dir
-  raise FileNotFoundError(_how_to_prepare(name, data_dir, "; ".join(problems) or
-                                          f"{root} holds no version directory"))
+  raise FileNotFoundError(
+    _how_to_prepare(name, data_dir, "; ".join(problems) or f"{root} holds no version directory")
+  )
 
 
 def open_prepared(name, split, data_dir):
   """Random-access source (tfds ArrayRecordDataSource) of a prepared split; records are dicts."""
   version_dir = find_prepared(name, data_dir, split)
   import tensorflow_datasets as tfds  # After the check: a missing data set never pays for it.
+
   return tfds.builder_from_directory(version_dir).as_data_source(split=split)

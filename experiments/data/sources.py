@@ -29,8 +29,10 @@ def to_model_image(image, size):
     image = image[..., 0] if image.shape[-1] == 1 else image[..., :3] @ LUMA
   if size is not None and image.shape != (size, size):
     from PIL import Image  # Pillow ships with matplotlib.
-    image = np.asarray(Image.fromarray(image, mode="F").resize(
-        (size, size), Image.Resampling.BILINEAR), np.float32)
+
+    image = np.asarray(
+      Image.fromarray(image, mode="F").resize((size, size), Image.Resampling.BILINEAR), np.float32
+    )
   return np.clip(image / 127.5 - 1.0, -1.0, 1.0)
 
 
@@ -46,8 +48,10 @@ class ImageSource:
 
   def __getitem__(self, index):
     record = self.records[index]
-    return {"image": to_model_image(record["image"], self.image_size),
-            "label": np.int32(record["label"])}
+    return {
+      "image": to_model_image(record["image"], self.image_size),
+      "label": np.int32(record["label"]),
+    }
 
   def __repr__(self):
     return f"ImageSource({self.records!r}, image_size={self.image_size})"

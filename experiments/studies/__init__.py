@@ -8,9 +8,9 @@ import one another (tests/experiments/test_layering.py checks this).
 import importlib
 
 STUDIES = {
-    "length_generalisation": "experiments.studies.length_generalisation.task",
-    "icl": "experiments.studies.icl.task",
-    "tradeoff": "experiments.studies.tradeoff.task",
+  "length_generalisation": "experiments.studies.length_generalisation.task",
+  "icl": "experiments.studies.icl.task",
+  "tradeoff": "experiments.studies.tradeoff.task",
 }
 
 

@@ -18,6 +18,14 @@ from kernels.selective_scan.options import PallasOptions, XlaOptions
 from kernels.selective_scan.reference import selective_scan_reference
 from kernels.selective_scan.step import selective_scan_step
 
-__all__ = ["IMPLEMENTATIONS", "PallasOptions", "XlaOptions", "make_options",
-           "resolve_implementation", "selective_scan", "selective_scan_reference",
-           "selective_scan_step", "softplus"]
+__all__ = [
+  "IMPLEMENTATIONS",
+  "PallasOptions",
+  "XlaOptions",
+  "make_options",
+  "resolve_implementation",
+  "selective_scan",
+  "selective_scan_reference",
+  "selective_scan_step",
+  "softplus",
+]

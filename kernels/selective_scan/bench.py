@@ -25,18 +25,22 @@ from kernels.selective_scan import api
 from kernels.selective_scan.options import PallasOptions, XlaOptions
 
 PRESETS = {
-    # (batch, length, d_inner, d_state): a Mamba-130M layer, the image-reconstruction study's
-    # layer, and one long sequence.
-    "full": ["8x2048x1536x16", "64x2049x32x8", "1x65536x512x16"],
-    "small": ["2x256x64x16", "16x257x32x8"],
+  # (batch, length, d_inner, d_state): a Mamba-130M layer, the image-reconstruction study's
+  # layer, and one long sequence.
+  "full": ["8x2048x1536x16", "64x2049x32x8", "1x65536x512x16"],
+  "small": ["2x256x64x16", "16x257x32x8"],
 }
 
 _FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "full", list(PRESETS), "Shape set to run when --shapes is empty.")
 flags.DEFINE_list("shapes", [], "Shapes as BATCHxLENGTHxD_INNERxD_STATE; overrides --preset.")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Input dtypes.")
-flags.DEFINE_list("implementations", [], "Subset of reference, xla, xla-associative, "
-                  "xla-sequential, pallas (default: all this platform runs natively).")
+flags.DEFINE_list(
+  "implementations",
+  [],
+  "Subset of reference, xla, xla-associative, "
+  "xla-sequential, pallas (default: all this platform runs natively).",
+)
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median reported).")
 flags.DEFINE_integer("chunk_size", 0, "Chunk size for xla/pallas; 0 uses each default.")
 
@@ -68,9 +72,16 @@ def make_inputs(shape, dtype, seed=0):
   rows = lambda k: jax.random.normal(k, (batch, length, d_inner), jnp.float32).astype(dtype)
   columns = lambda k: jax.random.normal(k, (batch, length, d_state), jnp.float32).astype(dtype)
   A = -jnp.broadcast_to(jnp.arange(1, d_state + 1, dtype=jnp.float32), (d_inner, d_state))
-  return dict(u=rows(keys[0]), delta=rows(keys[1]) * 0.5 - 4.0, A=A, B=columns(keys[2]),
-              C=columns(keys[3]), D=jnp.ones((d_inner,), jnp.float32), z=rows(keys[4]),
-              delta_bias=jnp.full((d_inner,), -1.0, jnp.float32))
+  return dict(
+    u=rows(keys[0]),
+    delta=rows(keys[1]) * 0.5 - 4.0,
+    A=A,
+    B=columns(keys[2]),
+    C=columns(keys[3]),
+    D=jnp.ones((d_inner,), jnp.float32),
+    z=rows(keys[4]),
+    delta_bias=jnp.full((d_inner,), -1.0, jnp.float32),
+  )
 
 
 def _nbytes(arrays):
@@ -88,7 +99,7 @@ def _median_seconds(fn, args, repeats):
 
 
 def parse_shape(text):
-  """"8x2048x1536x16" -> (8, 2048, 1536, 16): batch, length, d_inner, d_state."""
+  """ "8x2048x1536x16" -> (8, 2048, 1536, 16): batch, length, d_inner, d_state."""
   return tuple(int(x) for x in text.split("x"))
 
 
@@ -115,8 +126,12 @@ def measure(name, implementation, options, shape, dtype, repeats, bound=None):
   diff_names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
   def forward(*values):
-    return api.selective_scan(**dict(zip(diff_names, values)), delta_softplus=True,
-                              implementation=implementation, options=options)
+    return api.selective_scan(
+      **dict(zip(diff_names, values)),
+      delta_softplus=True,
+      implementation=implementation,
+      options=options,
+    )
 
   values = tuple(inputs[k] for k in diff_names)
   cotangent = jax.random.normal(jax.random.PRNGKey(1), inputs["u"].shape).astype(dtype)
@@ -128,23 +143,41 @@ def measure(name, implementation, options, shape, dtype, repeats, bound=None):
   out_shape = jax.ShapeDtypeStruct(inputs["u"].shape, dtype)
   rows = []
   for mode, fn, minimal in (
-      ("forward", forward, _nbytes(values) + _nbytes([out_shape])),
-      ("fwd+bwd", forward_backward, 2 * _nbytes(values) + _nbytes([out_shape]))):
+    ("forward", forward, _nbytes(values) + _nbytes([out_shape])),
+    ("fwd+bwd", forward_backward, 2 * _nbytes(values) + _nbytes([out_shape])),
+  ):
     jitted = jax.jit(fn)
     compiled = jitted.lower(*values).compile()
     seconds = _median_seconds(compiled, values, repeats)
     temp, peak = _memory(compiled)
     rate = minimal / seconds
-    rows.append(dict(impl=name, shape="x".join(map(str, shape)), dtype=jnp.dtype(dtype).name,
-                     mode=mode, ms=seconds * 1e3, gbps=rate / 1e9,
-                     of_bound=None if bound is None else rate / bound,
-                     temp_mib=None if temp is None else temp / 2**20,
-                     peak_mib=None if peak is None else peak / 2**20))
+    rows.append(
+      dict(
+        impl=name,
+        shape="x".join(map(str, shape)),
+        dtype=jnp.dtype(dtype).name,
+        mode=mode,
+        ms=seconds * 1e3,
+        gbps=rate / 1e9,
+        of_bound=None if bound is None else rate / bound,
+        temp_mib=None if temp is None else temp / 2**20,
+        peak_mib=None if peak is None else peak / 2**20,
+      )
+    )
   return rows
 
 
-_HEADER = ("implementation", "shape (BxLxDxN)", "dtype", "pass", "median ms", "GB/s",
-           "% copy bw", "XLA temp MiB", "device peak MiB")
+_HEADER = (
+  "implementation",
+  "shape (BxLxDxN)",
+  "dtype",
+  "pass",
+  "median ms",
+  "GB/s",
+  "% copy bw",
+  "XLA temp MiB",
+  "device peak MiB",
+)
 
 
 def format_header():
@@ -153,9 +186,23 @@ def format_header():
 
 def format_row(r):
   fmt = lambda v, spec: "n/a" if v is None else format(v, spec)
-  return "| " + " | ".join([r["impl"], r["shape"], r["dtype"], r["mode"], fmt(r["ms"], ".1f"),
-                            fmt(r["gbps"], ".2f"), fmt(100 * r["of_bound"], ".1f"),
-                            fmt(r["temp_mib"], ".0f"), fmt(r["peak_mib"], ".0f")]) + " |"
+  return (
+    "| "
+    + " | ".join(
+      [
+        r["impl"],
+        r["shape"],
+        r["dtype"],
+        r["mode"],
+        fmt(r["ms"], ".1f"),
+        fmt(r["gbps"], ".2f"),
+        fmt(100 * r["of_bound"], ".1f"),
+        fmt(r["temp_mib"], ".0f"),
+        fmt(r["peak_mib"], ".0f"),
+      ]
+    )
+    + " |"
+  )
 
 
 def main(argv):
@@ -165,15 +212,18 @@ def main(argv):
   shapes = [parse_shape(s) for s in (_FLAGS.shapes or PRESETS[_FLAGS.preset])]
   bound = copy_bandwidth()
   device = jax.devices()[0]
-  print(f"# selective_scan benchmark: {time.strftime('%Y-%m-%d')}, JAX {jax.__version__}, "
-        f"{platform} ({device.device_kind}), measured copy bandwidth {bound / 1e9:.1f} GB/s, "
-        f"median of {_FLAGS.repeats} runs after warm-up")
+  print(
+    f"# selective_scan benchmark: {time.strftime('%Y-%m-%d')}, JAX {jax.__version__}, "
+    f"{platform} ({device.device_kind}), measured copy bandwidth {bound / 1e9:.1f} GB/s, "
+    f"median of {_FLAGS.repeats} runs after warm-up"
+  )
   print(format_header(), flush=True)
   for shape in shapes:
     for dtype in _FLAGS.dtypes:
       for name in names:
-        for row in measure(name, *variant(name, _FLAGS.chunk_size), shape, jnp.dtype(dtype),
-                           _FLAGS.repeats, bound):
+        for row in measure(
+          name, *variant(name, _FLAGS.chunk_size), shape, jnp.dtype(dtype), _FLAGS.repeats, bound
+        ):
           print(format_row(row), flush=True)
 
 

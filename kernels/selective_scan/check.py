@@ -44,6 +44,7 @@ MODES = ("forward", "fwd+bwd")
 @dataclasses.dataclass
 class Variant:
   """One implementation as checked: its label, the op's implementation name and options."""
+
   name: str
   implementation: str
   options: Options
@@ -54,24 +55,31 @@ class Variant:
 def variants(platform, interpret):
   """reference, xla with each strategy, and pallas (interpreted, native or skipped)."""
   found = [Variant("reference", "reference", None, timed=False)]
-  found += [Variant(f"xla-{strategy}", *bench.variant(f"xla-{strategy}"))
-            for strategy in xla.STRATEGIES]
+  found += [
+    Variant(f"xla-{strategy}", *bench.variant(f"xla-{strategy}")) for strategy in xla.STRATEGIES
+  ]
   if interpret:
     found.append(Variant("pallas-interpret", *bench.variant("pallas", interpret=True)))
   elif platform in api.PALLAS_PLATFORMS:
     found.append(Variant("pallas", *bench.variant("pallas")))
   else:
-    found.append(Variant("pallas", "pallas", None,
-                         skip=f"Pallas does not compile on {platform}; --interpret runs it in "
-                              f"interpret mode"))
+    found.append(
+      Variant(
+        "pallas",
+        "pallas",
+        None,
+        skip=f"Pallas does not compile on {platform}; --interpret runs it in interpret mode",
+      )
+    )
   return found
 
 
 def _bitwise_equal(a, b):
   leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
   return len(leaves_a) == len(leaves_b) and all(
-      x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
-      for x, y in zip(leaves_a, leaves_b))
+    x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+    for x, y in zip(leaves_a, leaves_b)
+  )
 
 
 def _compiled_runs(case, implementation, options, runs):
@@ -95,16 +103,27 @@ def check_grid(variant, cases, dtypes, expected):
     for dtype in dtypes:
       entry = dict(case=case_name, dtype=dtype)
       try:
-        runs = _compiled_runs(dataclasses.replace(case, dtype=jnp.dtype(dtype)),
-                              variant.implementation, variant.options, DETERMINISM_RUNS)
+        runs = _compiled_runs(
+          dataclasses.replace(case, dtype=jnp.dtype(dtype)),
+          variant.implementation,
+          variant.options,
+          DETERMINISM_RUNS,
+        )
       except Exception as exc:  # noqa: BLE001 (a compile or runtime failure is a result)
         results.append(dict(entry, error=_error(exc), passed=False))
         continue
       ratios = testing.comparisons(runs[0], expected[case_name, dtype])
       deterministic = all(_bitwise_equal(run, runs[0]) for run in runs[1:])
       worst = max(ratios.values())
-      results.append(dict(entry, worst_ratio=worst, ratios=ratios, deterministic=deterministic,
-                          passed=bool(worst <= 1.0 and deterministic)))
+      results.append(
+        dict(
+          entry,
+          worst_ratio=worst,
+          ratios=ratios,
+          deterministic=deterministic,
+          passed=bool(worst <= 1.0 and deterministic),
+        )
+      )
   return results
 
 
@@ -114,11 +133,19 @@ def time_variant(variant, shapes, dtypes, repeats, bound):
   for shape in shapes:
     for dtype in dtypes:
       try:
-        rows += bench.measure(variant.name, variant.implementation, variant.options, shape,
-                              jnp.dtype(dtype), repeats, bound)
+        rows += bench.measure(
+          variant.name,
+          variant.implementation,
+          variant.options,
+          shape,
+          jnp.dtype(dtype),
+          repeats,
+          bound,
+        )
       except Exception as exc:  # noqa: BLE001 (a failure at a benchmark shape is a result)
-        rows.append(dict(impl=variant.name, shape="x".join(map(str, shape)), dtype=dtype,
-                         error=_error(exc)))
+        rows.append(
+          dict(impl=variant.name, shape="x".join(map(str, shape)), dtype=dtype, error=_error(exc))
+        )
   return rows
 
 
@@ -142,8 +169,9 @@ def add_speedups(timings):
 def _speed_summary(rows):
   parts = []
   for mode in MODES:
-    speedups = [r["speedup_vs_best_xla"] for r in rows if r.get("mode") == mode
-                and "speedup_vs_best_xla" in r]
+    speedups = [
+      r["speedup_vs_best_xla"] for r in rows if r.get("mode") == mode and "speedup_vs_best_xla" in r
+    ]
     if speedups:
       parts.append(f"{mode} {min(speedups):.2f}x-{max(speedups):.2f}x")
   return "vs best xla: " + ", ".join(parts) if parts else ""
@@ -160,12 +188,15 @@ def verdict(variant, grid, rows):
   wrong = [r for r in grid if "error" not in r and r["worst_ratio"] > 1.0]
   for r in wrong[:2]:
     quantity = max(r["ratios"], key=r["ratios"].get)
-    reasons.append(f"{quantity} off by {r['worst_ratio']:.3g}x the tolerance on {r['case']} "
-                   f"{r['dtype']}")
+    reasons.append(
+      f"{quantity} off by {r['worst_ratio']:.3g}x the tolerance on {r['case']} {r['dtype']}"
+    )
   unstable = [r for r in grid if "error" not in r and not r["deterministic"]]
   if unstable:
-    reasons.append(f"not bitwise deterministic over {DETERMINISM_RUNS} runs on "
-                   f"{unstable[0]['case']} {unstable[0]['dtype']}")
+    reasons.append(
+      f"not bitwise deterministic over {DETERMINISM_RUNS} runs on "
+      f"{unstable[0]['case']} {unstable[0]['dtype']}"
+    )
   failed_timings = [r for r in rows if "error" in r]
   if failed_timings:
     r = failed_timings[0]
@@ -173,8 +204,10 @@ def verdict(variant, grid, rows):
   if reasons:
     return "FAIL", "; ".join(reasons)
   worst = max((r["worst_ratio"] for r in grid), default=0.0)
-  summary = (f"{len(grid)}/{len(grid)} grid problems within tolerance (worst {worst:.2f} of it), "
-             f"gradients bitwise deterministic")
+  summary = (
+    f"{len(grid)}/{len(grid)} grid problems within tolerance (worst {worst:.2f} of it), "
+    f"gradients bitwise deterministic"
+  )
   speed = _speed_summary(rows) if variant.timed else "not timed (the ground truth)"
   return "PASS", f"{summary}; {speed}" if speed else summary
 
@@ -183,11 +216,15 @@ def advice(target, results, interpret, benchmark_shapes):
   """Lines on what auto picks here and, from timings at the benchmark shapes of a native run,
   what AUTO_TABLE or xla.default_strategy should say."""
   name, options, rule = api.auto_choice(target)
-  lines = [f"auto here: {name} {options} "
-           + (f"(AUTO_TABLE row: {rule.evidence})" if rule else "(no AUTO_TABLE row matches)")]
+  lines = [
+    f"auto here: {name} {options} "
+    + (f"(AUTO_TABLE row: {rule.evidence})" if rule else "(no AUTO_TABLE row matches)")
+  ]
   if interpret or not benchmark_shapes:
-    lines.append("no advice on AUTO_TABLE: it needs a native run (no --interpret) timed at "
-                 "bench.py's full shapes (no --quick, no --shapes)")
+    lines.append(
+      "no advice on AUTO_TABLE: it needs a native run (no --interpret) timed at "
+      "bench.py's full shapes (no --quick, no --shapes)"
+    )
     return lines
   passed = {n: r for n, r in results.items() if r["verdict"] == "PASS"}
 
@@ -197,11 +234,12 @@ def advice(target, results, interpret, benchmark_shapes):
 
   if "pallas" in passed and faster_everywhere(passed["pallas"]["timing"]):
     lines.append(
-        "pallas passed and beats the best xla at every benchmark shape and pass. To let auto "
-        "pick it, add to AUTO_TABLE in kernels/selective_scan/api.py: "
-        f"AutoRule({target.platform!r}, ({target.device_kind!r},), ({target.jax_version}, "
-        f"<first JAX version not checked>), 'pallas', PallasOptions(), evidence='<date>, "
-        f"<machine>, python -m kernels.selective_scan.check: <this report>')")
+      "pallas passed and beats the best xla at every benchmark shape and pass. To let auto "
+      "pick it, add to AUTO_TABLE in kernels/selective_scan/api.py: "
+      f"AutoRule({target.platform!r}, ({target.device_kind!r},), ({target.jax_version}, "
+      f"<first JAX version not checked>), 'pallas', PallasOptions(), evidence='<date>, "
+      f"<machine>, python -m kernels.selective_scan.check: <this report>')"
+    )
   strategies = {}
   for n, r in passed.items():
     if n.startswith("xla-"):
@@ -211,14 +249,15 @@ def advice(target, results, interpret, benchmark_shapes):
   if len(strategies) > 1:
     fastest = min(strategies, key=lambda strategy: strategies[strategy])
     if fastest != xla.default_strategy(target.platform):
-      lines.append(f"xla's {fastest!r} strategy is faster here (geometric mean fwd+bwd) than "
-                   f"xla.default_strategy({target.platform!r}) = "
-                   f"{xla.default_strategy(target.platform)!r}: consider changing it")
+      lines.append(
+        f"xla's {fastest!r} strategy is faster here (geometric mean fwd+bwd) than "
+        f"xla.default_strategy({target.platform!r}) = "
+        f"{xla.default_strategy(target.platform)!r}: consider changing it"
+      )
   return lines
 
 
-def run_check(cases, dtypes, shapes, repeats, interpret, names=None,
-              log=print) -> dict[str, Any]:
+def run_check(cases, dtypes, shapes, repeats, interpret, names=None, log=print) -> dict[str, Any]:
   """The whole check; returns the report as a dict."""
   start = time.perf_counter()
   target = api.current_target()
@@ -226,17 +265,21 @@ def run_check(cases, dtypes, shapes, repeats, interpret, names=None,
   if names:
     unknown = set(names) - {v.name for v in found}
     if unknown:
-      raise ValueError(f"unknown implementations {sorted(unknown)}; this run has "
-                       f"{[v.name for v in found]}")
+      raise ValueError(
+        f"unknown implementations {sorted(unknown)}; this run has {[v.name for v in found]}"
+      )
     found = [v for v in found if v.name in names]
-  log(f"# selective_scan self-check: JAX {jax.__version__}, {target.platform} "
-      f"({target.device_kind}), {len(cases)} grid problems x {len(dtypes)} dtypes, timing at "
-      f"{', '.join('x'.join(map(str, s)) for s in shapes)}")
+  log(
+    f"# selective_scan self-check: JAX {jax.__version__}, {target.platform} "
+    f"({target.device_kind}), {len(cases)} grid problems x {len(dtypes)} dtypes, timing at "
+    f"{', '.join('x'.join(map(str, s)) for s in shapes)}"
+  )
   expected = {}
   for case_name, case in cases.items():
     for dtype in dtypes:
       expected[case_name, dtype] = _compiled_runs(
-          dataclasses.replace(case, dtype=jnp.dtype(dtype)), "reference", None, 1)[0]
+        dataclasses.replace(case, dtype=jnp.dtype(dtype)), "reference", None, 1
+      )[0]
   bound = bench.copy_bandwidth(repeats=max(repeats, 1), n_bytes=1 << 26) if shapes else None
   grids, timings = {}, {}
   for variant in found:
@@ -244,24 +287,37 @@ def run_check(cases, dtypes, shapes, repeats, interpret, names=None,
       grids[variant.name], timings[variant.name] = [], []
       continue
     grids[variant.name] = check_grid(variant, cases, dtypes, expected)
-    timings[variant.name] = (time_variant(variant, shapes, dtypes, repeats, bound)
-                             if variant.timed else [])
+    timings[variant.name] = (
+      time_variant(variant, shapes, dtypes, repeats, bound) if variant.timed else []
+    )
     log(f"  checked {variant.name} ({time.perf_counter() - start:.0f} s)", flush=True)
   add_speedups(timings)
   results = {}
   for variant in found:
     status, reason = verdict(variant, grids[variant.name], timings[variant.name])
-    results[variant.name] = dict(verdict=status, reason=reason,
-                                 implementation=variant.implementation,
-                                 options=None if variant.options is None
-                                 else dataclasses.asdict(variant.options),
-                                 grid=grids[variant.name], timing=timings[variant.name])
+    results[variant.name] = dict(
+      verdict=status,
+      reason=reason,
+      implementation=variant.implementation,
+      options=None if variant.options is None else dataclasses.asdict(variant.options),
+      grid=grids[variant.name],
+      timing=timings[variant.name],
+    )
   report: dict[str, Any] = dict(
-      date=time.strftime("%Y-%m-%d %H:%M:%S"), jax_version=jax.__version__,
-      python=sys.version.split()[0], platform=target.platform, device_kind=target.device_kind,
-      device_count=jax.device_count(), interpret=interpret, copy_bandwidth_gbps=(
-          None if bound is None else bound / 1e9), cases=list(cases), dtypes=list(dtypes),
-      shapes=["x".join(map(str, s)) for s in shapes], repeats=repeats, results=results)
+    date=time.strftime("%Y-%m-%d %H:%M:%S"),
+    jax_version=jax.__version__,
+    python=sys.version.split()[0],
+    platform=target.platform,
+    device_kind=target.device_kind,
+    device_count=jax.device_count(),
+    interpret=interpret,
+    copy_bandwidth_gbps=(None if bound is None else bound / 1e9),
+    cases=list(cases),
+    dtypes=list(dtypes),
+    shapes=["x".join(map(str, s)) for s in shapes],
+    repeats=repeats,
+    results=results,
+  )
   benchmark_shapes = [bench.parse_shape(s) for s in bench.PRESETS["full"]]
   report["advice"] = advice(target, results, interpret, list(shapes) == benchmark_shapes)
   report["elapsed_s"] = time.perf_counter() - start
@@ -274,22 +330,37 @@ def format_verdicts(report):
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m kernels.selective_scan.check",
-                                   description=(__doc__ or "").split("\n\n")[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m kernels.selective_scan.check", description=(__doc__ or "").split("\n\n")[0]
+  )
   parser.add_argument("--out", default="selective_scan_check.json", help="JSON report path.")
-  parser.add_argument("--interpret", action="store_true",
-                      help="Run Pallas in interpret mode (any platform; CPU stand-in).")
-  parser.add_argument("--quick", action="store_true",
-                      help=f"Time at bench.py's small shapes {bench.PRESETS['small']}.")
-  parser.add_argument("--shapes", default=None,
-                      help="Timing shapes BxLxDxN, comma-separated (overrides --quick); "
-                           "empty: no timing.")
-  parser.add_argument("--cases", default=",".join(testing.CASES),
-                      help="Grid problems to check, comma-separated (default: all).")
+  parser.add_argument(
+    "--interpret",
+    action="store_true",
+    help="Run Pallas in interpret mode (any platform; CPU stand-in).",
+  )
+  parser.add_argument(
+    "--quick",
+    action="store_true",
+    help=f"Time at bench.py's small shapes {bench.PRESETS['small']}.",
+  )
+  parser.add_argument(
+    "--shapes",
+    default=None,
+    help="Timing shapes BxLxDxN, comma-separated (overrides --quick); empty: no timing.",
+  )
+  parser.add_argument(
+    "--cases",
+    default=",".join(testing.CASES),
+    help="Grid problems to check, comma-separated (default: all).",
+  )
   parser.add_argument("--dtypes", default=",".join(DTYPES), help="Comma-separated dtypes.")
-  parser.add_argument("--implementations", default="",
-                      help="Subset of reference, xla-sequential, xla-associative, pallas, "
-                           "pallas-interpret (default: all).")
+  parser.add_argument(
+    "--implementations",
+    default="",
+    help="Subset of reference, xla-sequential, xla-associative, pallas, "
+    "pallas-interpret (default: all).",
+  )
   parser.add_argument("--repeats", type=int, default=3, help="Timed runs (median reported).")
   args = parser.parse_args(argv)
   split = lambda text: [item for item in text.split(",") if item]
@@ -298,10 +369,14 @@ def parse_args(argv):
   unknown = set(split(args.cases)) - set(testing.CASES)
   if unknown:
     parser.error(f"unknown cases {sorted(unknown)}; the grid has {list(testing.CASES)}")
-  return dict(cases={name: testing.CASES[name] for name in split(args.cases)},
-              dtypes=split(args.dtypes), shapes=[bench.parse_shape(s) for s in split(args.shapes)],
-              repeats=args.repeats, interpret=args.interpret,
-              names=split(args.implementations)), args.out
+  return dict(
+    cases={name: testing.CASES[name] for name in split(args.cases)},
+    dtypes=split(args.dtypes),
+    shapes=[bench.parse_shape(s) for s in split(args.shapes)],
+    repeats=args.repeats,
+    interpret=args.interpret,
+    names=split(args.implementations),
+  ), args.out
 
 
 def main(argv=None):

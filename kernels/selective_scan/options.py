@@ -21,6 +21,7 @@ class XlaOptions:
   strategy: the in-chunk scan, "sequential" or "associative"; None picks the faster for the
     platform (`xla.default_strategy`).
   """
+
   chunk_size: int | None = None
   strategy: str | None = None
 
@@ -40,6 +41,7 @@ class PallasOptions:
     variant everywhere but on a GPU).
   num_warps, num_stages: Triton launch settings of the GPU variant; None picks them per shape.
   """
+
   chunk_size: int | None = None
   block_d: int | None = None
   interpret: bool = False
@@ -54,8 +56,10 @@ class PallasOptions:
     if not isinstance(self.interpret, bool):
       raise ValueError(f"PallasOptions.interpret = {self.interpret!r}; expected a bool")
     if self.backend == "tpu" and (self.num_warps is not None or self.num_stages is not None):
-      raise ValueError("PallasOptions: num_warps and num_stages are launch settings of the GPU "
-                       "(Triton) kernel; they cannot be combined with backend='tpu'")
+      raise ValueError(
+        "PallasOptions: num_warps and num_stages are launch settings of the GPU "
+        "(Triton) kernel; they cannot be combined with backend='tpu'"
+      )
 
 
 # What `selective_scan(options=...)` takes: the options of the named implementation, or None.
@@ -65,12 +69,14 @@ Options = XlaOptions | PallasOptions | None
 def _check_positive(options, name):
   value = getattr(options, name)
   if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-    raise ValueError(f"{type(options).__name__}.{name} = {value!r}; expected None or a positive "
-                     f"integer")
+    raise ValueError(
+      f"{type(options).__name__}.{name} = {value!r}; expected None or a positive integer"
+    )
 
 
 def _check_choice(options, name, choices):
   value = getattr(options, name)
   if value is not None and value not in choices:
-    raise ValueError(f"{type(options).__name__}.{name} = {value!r}; expected None or one of "
-                     f"{choices}")
+    raise ValueError(
+      f"{type(options).__name__}.{name} = {value!r}; expected None or one of {choices}"
+    )

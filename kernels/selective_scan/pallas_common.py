@@ -22,6 +22,7 @@ class KernelConfig:
   unroll: the TPU kernel unrolls its time loops (static indices); None means "unless
   interpreting" (`unrolled`).
   """
+
   chunk: int
   block_d: int
   has_z: bool

@@ -42,8 +42,10 @@ DEFAULT_CHUNK = 64
 def triton_status():
   """None when the installed JAX can lower Pallas to Triton, else why not."""
   if pltriton is None or not hasattr(pltriton, "CompilerParams"):
-    return (f"JAX {jax.__version__} has no Triton backend for Pallas (jax.experimental.pallas."
-            f"triton); use implementation='xla' on this GPU")
+    return (
+      f"JAX {jax.__version__} has no Triton backend for Pallas (jax.experimental.pallas."
+      f"triton); use implementation='xla' on this GPU"
+    )
   return None
 
 
@@ -70,9 +72,12 @@ def launch_settings(batch, length, d_inner, d_state):
   """
   n_pad = padded_state_size(d_state)
   width = pl.next_power_of_2(d_inner)
-  block_d = next((b for b in BLOCK_D_CHOICES
-                  if b <= max(width, 16) and batch * -(-d_inner // b) >= 2 * SM_COUNT),
-                 BLOCK_D_CHOICES[-1])
+  block_d = next(
+    (
+      b for b in BLOCK_D_CHOICES if b <= max(width, 16) and batch * -(-d_inner // b) >= 2 * SM_COUNT
+    ),
+    BLOCK_D_CHOICES[-1],
+  )
   num_warps = max(1, min(8, n_pad * block_d // 256))
   chunk = min(DEFAULT_CHUNK, max(8, pl.next_power_of_2(length)))
   return LaunchSettings(block_d=block_d, num_warps=num_warps, num_stages=2, chunk=chunk)
@@ -101,17 +106,20 @@ def workspace_bytes(batch, d_inner, d_state, chunk, block_d):
 def check_blocks(chunk, block_d, num_warps, num_stages):
   """Refuses settings Triton cannot lower, with the rule that was broken."""
   if not isinstance(chunk, int) or chunk < 1:
-    raise ValueError(f"selective_scan: pallas GPU chunk_size={chunk!r}; expected a positive "
-                     f"integer")
+    raise ValueError(
+      f"selective_scan: pallas GPU chunk_size={chunk!r}; expected a positive integer"
+    )
   if not isinstance(block_d, int) or block_d < 1 or block_d & (block_d - 1):
-    raise ValueError(f"selective_scan: pallas GPU block_d={block_d!r}; expected a power of two "
-                     f"(Triton block shapes)")
+    raise ValueError(
+      f"selective_scan: pallas GPU block_d={block_d!r}; expected a power of two "
+      f"(Triton block shapes)"
+    )
   if not isinstance(num_warps, int) or num_warps < 1 or num_warps & (num_warps - 1):
-    raise ValueError(f"selective_scan: pallas GPU num_warps={num_warps!r}; expected a power of "
-                     f"two")
+    raise ValueError(f"selective_scan: pallas GPU num_warps={num_warps!r}; expected a power of two")
   if not isinstance(num_stages, int) or num_stages < 1:
-    raise ValueError(f"selective_scan: pallas GPU num_stages={num_stages!r}; expected a "
-                     f"positive integer")
+    raise ValueError(
+      f"selective_scan: pallas GPU num_stages={num_stages!r}; expected a positive integer"
+    )
 
 
 def padded_state_size(d_state):
@@ -123,9 +131,16 @@ def _common_specs(cfg, batch, length, d_state):
   rows = pl.BlockSpec((None, length, bd), lambda b, j: (b, 0, j))
   columns = pl.BlockSpec((None, d_state, length), lambda b, j: (b, 0, 0))
   channels = pl.BlockSpec((1, bd), lambda b, j: (0, j))
-  specs = dict(u=rows, delta=rows, Bt=columns, Ct=columns,
-               At=pl.BlockSpec((d_state, bd), lambda b, j: (0, j)), D=channels, bias=channels,
-               lengths=pl.BlockSpec((batch,), lambda b, j: (0,)))
+  specs = dict(
+    u=rows,
+    delta=rows,
+    Bt=columns,
+    Ct=columns,
+    At=pl.BlockSpec((d_state, bd), lambda b, j: (0, j)),
+    D=channels,
+    bias=channels,
+    lengths=pl.BlockSpec((batch,), lambda b, j: (0,)),
+  )
   if cfg.has_z:
     specs["z"] = rows
   return specs, rows
@@ -135,12 +150,21 @@ def _launch(cfg, kernel, grid, specs, inputs, out_specs, out_shapes, name):
   status = triton_status()
   if status is not None and not cfg.interpret:
     raise ValueError(f"selective_scan: {status}")
-  params = (None if pltriton is None else
-            pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+  params = (
+    None
+    if pltriton is None
+    else pltriton.CompilerParams(num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+  )
   return pl.pallas_call(
-      kernel, grid=grid, in_specs=[specs[key] for key in inputs], out_specs=out_specs,
-      out_shape=out_shapes, compiler_params=params, interpret=cfg.interpret,
-      name=name)(*inputs.values())
+    kernel,
+    grid=grid,
+    in_specs=[specs[key] for key in inputs],
+    out_specs=out_specs,
+    out_shape=out_shapes,
+    compiler_params=params,
+    interpret=cfg.interpret,
+    name=name,
+  )(*inputs.values())
 
 
 def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
@@ -151,8 +175,18 @@ def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
   specs, rows = _common_specs(cfg, batch, length, d_state)
   state = pl.BlockSpec((None, d_state, bd), lambda b, j: (b, 0, j))
   specs["h0t"] = state
-  inputs = dict(u=u, delta=delta, Bt=Bt, Ct=Ct, At=At, D=D, bias=bias, lengths=lengths,
-                h0t=h0t, **({"z": z} if cfg.has_z else {}))
+  inputs = dict(
+    u=u,
+    delta=delta,
+    Bt=Bt,
+    Ct=Ct,
+    At=At,
+    D=D,
+    bias=bias,
+    lengths=lengths,
+    h0t=h0t,
+    **({"z": z} if cfg.has_z else {}),
+  )
   names = list(inputs)
   f32 = jnp.float32
 
@@ -167,11 +201,19 @@ def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
     refs["h_final"][...] = jax.lax.fori_loop(0, n_chunks, chunk_body, refs["h0t"][...])
 
   return _launch(
-      cfg, kernel, (batch, d // bd), specs, inputs,
-      [rows, state, pl.BlockSpec((None, n_chunks, d_state, bd), lambda b, j: (b, 0, 0, j))],
-      [jax.ShapeDtypeStruct(u.shape, u.dtype), jax.ShapeDtypeStruct((batch, d_state, d), f32),
-       jax.ShapeDtypeStruct((batch, n_chunks, d_state, d), f32)],
-      "selective_scan_fwd")
+    cfg,
+    kernel,
+    (batch, d // bd),
+    specs,
+    inputs,
+    [rows, state, pl.BlockSpec((None, n_chunks, d_state, bd), lambda b, j: (b, 0, 0, j))],
+    [
+      jax.ShapeDtypeStruct(u.shape, u.dtype),
+      jax.ShapeDtypeStruct((batch, d_state, d), f32),
+      jax.ShapeDtypeStruct((batch, n_chunks, d_state, d), f32),
+    ],
+    "selective_scan_fwd",
+  )
 
 
 def _barrier(cfg):
@@ -193,20 +235,39 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
   specs["bounds"] = pl.BlockSpec((None, n_chunks, d_state, bd), lambda b, j: (b, 0, 0, j))
   specs["g_out"] = rows
   specs["g_final"] = state
-  inputs = dict(u=u, delta=delta, Bt=Bt, Ct=Ct, At=At, D=D, bias=bias, lengths=lengths,
-                bounds=bounds, g_out=g_out, g_final=g_final_t, **({"z": z} if cfg.has_z else {}))
+  inputs = dict(
+    u=u,
+    delta=delta,
+    Bt=Bt,
+    Ct=Ct,
+    At=At,
+    D=D,
+    bias=bias,
+    lengths=lengths,
+    bounds=bounds,
+    g_out=g_out,
+    g_final=g_final_t,
+    **({"z": z} if cfg.has_z else {}),
+  )
   names = list(inputs)
   f32 = jnp.float32
   partial_columns = pl.BlockSpec((None, None, d_state, length), lambda b, j: (b, j, 0, 0))
   per_batch_channels = pl.BlockSpec((None, 1, bd), lambda b, j: (b, 0, j))
   outputs = dict(
-      du=(rows, (batch, length, d), u.dtype), ddelta=(rows, (batch, length, d), delta.dtype),
-      dBt=(partial_columns, (batch, n_blocks, d_state, length), f32),
-      dCt=(partial_columns, (batch, n_blocks, d_state, length), f32),
-      dAt=(state, (batch, d_state, d), f32), dD=(per_batch_channels, (batch, 1, d), f32),
-      dbias=(per_batch_channels, (batch, 1, d), f32), dh0t=(state, (batch, d_state, d), f32),
-      states=(pl.BlockSpec((None, None, T, d_state, bd), lambda b, j: (b, j, 0, 0, 0)),
-              (batch, n_blocks, T, d_state, bd), f32))
+    du=(rows, (batch, length, d), u.dtype),
+    ddelta=(rows, (batch, length, d), delta.dtype),
+    dBt=(partial_columns, (batch, n_blocks, d_state, length), f32),
+    dCt=(partial_columns, (batch, n_blocks, d_state, length), f32),
+    dAt=(state, (batch, d_state, d), f32),
+    dD=(per_batch_channels, (batch, 1, d), f32),
+    dbias=(per_batch_channels, (batch, 1, d), f32),
+    dh0t=(state, (batch, d_state, d), f32),
+    states=(
+      pl.BlockSpec((None, None, T, d_state, bd), lambda b, j: (b, j, 0, 0, 0)),
+      (batch, n_blocks, T, d_state, bd),
+      f32,
+    ),
+  )
   if cfg.has_z:
     outputs["dz"] = (rows, (batch, length, d), z.dtype)
   out_names = list(outputs)
@@ -219,20 +280,26 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
     def chunk_body(i, carry):
       c = n_chunks - 1 - i
       lam, accumulators = carry
-      return kernels.backward_chunk(refs, refs["states"], refs["bounds"][c], lam, accumulators,
-                                    c * T, length_b, barrier, cfg)
+      return kernels.backward_chunk(
+        refs, refs["states"], refs["bounds"][c], lam, accumulators, c * T, length_b, barrier, cfg
+      )
 
     zeros = jnp.zeros((d_state, bd), f32), jnp.zeros((1, bd), f32), jnp.zeros((1, bd), f32)
-    lam, accumulators = jax.lax.fori_loop(0, n_chunks, chunk_body,
-                                          (refs["g_final"][...], zeros))
+    lam, accumulators = jax.lax.fori_loop(0, n_chunks, chunk_body, (refs["g_final"][...], zeros))
     refs["dh0t"][...] = lam
     for name, value in zip(("dAt", "dD", "dbias"), accumulators):
       refs[name][...] = value
 
-  results = _launch(cfg, kernel, (batch, n_blocks), specs, inputs,
-                    [outputs[name][0] for name in out_names],
-                    [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in outputs.values()],
-                    "selective_scan_bwd")
+  results = _launch(
+    cfg,
+    kernel,
+    (batch, n_blocks),
+    specs,
+    inputs,
+    [outputs[name][0] for name in out_names],
+    [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in outputs.values()],
+    "selective_scan_bwd",
+  )
   return dict(zip(out_names, results))
 
 

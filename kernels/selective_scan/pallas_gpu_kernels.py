@@ -19,13 +19,14 @@ from kernels.selective_scan import pallas_common
 @dataclasses.dataclass
 class StepInputs:
   """Per-step float32 values that the forward and backward recurrences both need."""
-  u: jax.Array       # (1, block_d)
-  raw: jax.Array     # (1, block_d) delta + bias, before softplus
-  dt: jax.Array      # (1, block_d) step size, 0 where masked
-  valid: jax.Array   # () bool
-  b: jax.Array       # (d_state, 1)
-  c: jax.Array       # (d_state, 1)
-  decay: jax.Array   # (d_state, block_d) exp(dt A)
+
+  u: jax.Array  # (1, block_d)
+  raw: jax.Array  # (1, block_d) delta + bias, before softplus
+  dt: jax.Array  # (1, block_d) step size, 0 where masked
+  valid: jax.Array  # () bool
+  b: jax.Array  # (d_state, 1)
+  c: jax.Array  # (d_state, 1)
+  decay: jax.Array  # (d_state, block_d) exp(dt A)
 
 
 def load_step(refs, index, length, cfg):
@@ -37,8 +38,7 @@ def load_step(refs, index, length, cfg):
   dt = pallas_common.step_size(raw, valid, cfg)
   b = refs["Bt"][:, row].astype(f32)
   c = refs["Ct"][:, row].astype(f32)
-  return StepInputs(u=u, raw=raw, dt=dt, valid=valid, b=b, c=c,
-                    decay=jnp.exp(dt * refs["At"][...]))
+  return StepInputs(u=u, raw=raw, dt=dt, valid=valid, b=b, c=c, decay=jnp.exp(dt * refs["At"][...]))
 
 
 def output_before_gate(step, h, refs):

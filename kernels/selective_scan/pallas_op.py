@@ -23,37 +23,72 @@ def default_backend():
   return "gpu" if jax.default_backend() == "gpu" else "tpu"
 
 
-def kernel_config(backend, batch, length, d_inner, d_state, *, has_z, delta_softplus,
-                  chunk_size=None, block_d=None, interpret=False, num_warps=None,
-                  num_stages=None):
+def kernel_config(
+  backend,
+  batch,
+  length,
+  d_inner,
+  d_state,
+  *,
+  has_z,
+  delta_softplus,
+  chunk_size=None,
+  block_d=None,
+  interpret=False,
+  num_warps=None,
+  num_stages=None,
+):
   """The launch for one group of channels (d_inner here is per group), defaults filled in and
   checked against the backend's tiling rules (ValueError naming the rule)."""
   if backend not in BACKENDS:
-    raise ValueError(f"selective_scan: pallas_backend={backend!r}; expected one of "
-                     f"{sorted(BACKENDS)}")
-  common: dict[str, Any] = dict(has_z=has_z, delta_softplus=bool(delta_softplus),
-                                backend=backend, interpret=bool(interpret))
+    raise ValueError(
+      f"selective_scan: pallas_backend={backend!r}; expected one of {sorted(BACKENDS)}"
+    )
+  common: dict[str, Any] = dict(
+    has_z=has_z, delta_softplus=bool(delta_softplus), backend=backend, interpret=bool(interpret)
+  )
   if backend == "tpu":
     if num_warps is not None or num_stages is not None:
-      raise ValueError("selective_scan: num_warps and num_stages are launch settings of the GPU "
-                       "(Triton) kernel; the TPU kernel takes chunk_size and block_d only")
+      raise ValueError(
+        "selective_scan: num_warps and num_stages are launch settings of the GPU "
+        "(Triton) kernel; the TPU kernel takes chunk_size and block_d only"
+      )
     block = block_d or pallas_tpu.default_block_d(d_inner)
     chunk = chunk_size or pallas_tpu.default_chunk(length, d_state, block)
     pallas_tpu.check_blocks(chunk, block, d_inner)
     return pallas_common.KernelConfig(chunk=chunk, block_d=block, **common)
   table = pallas_gpu.launch_settings(batch, length, d_inner, d_state)
   cfg = pallas_common.KernelConfig(
-      chunk=chunk_size or table.chunk, block_d=block_d or table.block_d,
-      num_warps=num_warps or table.num_warps, num_stages=num_stages or table.num_stages,
-      **common)
+    chunk=chunk_size or table.chunk,
+    block_d=block_d or table.block_d,
+    num_warps=num_warps or table.num_warps,
+    num_stages=num_stages or table.num_stages,
+    **common,
+  )
   pallas_gpu.check_blocks(cfg.chunk, cfg.block_d, cfg.num_warps, cfg.num_stages)
   return cfg
 
 
-def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None, *,
-                          delta_softplus=False, initial_state=None, lengths=None, chunk_size=None,
-                          block_d=None, interpret=False, backend=None, num_warps=None,
-                          num_stages=None):
+def selective_scan_pallas(
+  u,
+  delta,
+  A,
+  B,
+  C,
+  D=None,
+  z=None,
+  delta_bias=None,
+  *,
+  delta_softplus=False,
+  initial_state=None,
+  lengths=None,
+  chunk_size=None,
+  block_d=None,
+  interpret=False,
+  backend=None,
+  num_warps=None,
+  num_stages=None,
+):
   """Same contract as `reference.selective_scan_reference`; B and C grouped
   (batch, length, groups, d_state). backend None follows the platform (`default_backend`);
   num_warps and num_stages are Triton settings of the GPU variant (None: `launch_settings`)."""
@@ -61,24 +96,47 @@ def selective_scan_pallas(u, delta, A, B, C, D=None, z=None, delta_bias=None, *,
   batch, length, d_inner = u.shape
   groups, d_state = B.shape[2], B.shape[3]
   per_group = d_inner // groups
-  cfg = kernel_config(backend, batch, length, per_group, d_state, has_z=z is not None,
-                      delta_softplus=delta_softplus, chunk_size=chunk_size, block_d=block_d,
-                      interpret=interpret, num_warps=num_warps, num_stages=num_stages)
+  cfg = kernel_config(
+    backend,
+    batch,
+    length,
+    per_group,
+    d_state,
+    has_z=z is not None,
+    delta_softplus=delta_softplus,
+    chunk_size=chunk_size,
+    block_d=block_d,
+    interpret=interpret,
+    num_warps=num_warps,
+    num_stages=num_stages,
+  )
   f32 = jnp.float32
   D = jnp.zeros((d_inner,), f32) if D is None else D.astype(f32)
   bias = jnp.zeros((d_inner,), f32) if delta_bias is None else delta_bias.astype(f32)
-  h0 = (jnp.zeros((batch, d_inner, d_state), f32) if initial_state is None
-        else initial_state.astype(f32))
-  lengths = (jnp.full((batch,), length, jnp.int32) if lengths is None
-             else lengths.astype(jnp.int32))
+  h0 = (
+    jnp.zeros((batch, d_inner, d_state), f32)
+    if initial_state is None
+    else initial_state.astype(f32)
+  )
+  lengths = jnp.full((batch,), length, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
   A = A.astype(f32)
 
   outs, states = [], []
   for g in range(groups):
     channels = slice(g * per_group, (g + 1) * per_group)
-    result = _scan(u[..., channels], delta[..., channels], A[channels], B[:, :, g],
-                   C[:, :, g], D[channels], None if z is None else z[..., channels],
-                   bias[channels], h0[:, channels], lengths, cfg)
+    result = _scan(
+      u[..., channels],
+      delta[..., channels],
+      A[channels],
+      B[:, :, g],
+      C[:, :, g],
+      D[channels],
+      None if z is None else z[..., channels],
+      bias[channels],
+      h0[:, channels],
+      lengths,
+      cfg,
+    )
     out, state = result  # pyright: ignore[reportGeneralTypeIssues]  (custom_vjp: untyped)
     outs.append(out)
     states.append(state)
@@ -108,9 +166,16 @@ def _layout(cfg, u, delta, A, B, C, D, z, bias, lengths):
     bc = dict(B=bc_rows(B), C=bc_rows(C))
   else:
     bc = dict(Bt=bc_rows(B).transpose(0, 2, 1), Ct=bc_rows(C).transpose(0, 2, 1))
-  return dict(u=rows(u), delta=rows(delta), **bc, At=_pad_to(A.T, (n_pad, d_pad)),
-              D=_pad_to(D[None], (1, d_pad)), bias=_pad_to(bias[None], (1, d_pad)), z=rows(z),
-              lengths=lengths)
+  return dict(
+    u=rows(u),
+    delta=rows(delta),
+    **bc,
+    At=_pad_to(A.T, (n_pad, d_pad)),
+    D=_pad_to(D[None], (1, d_pad)),
+    bias=_pad_to(bias[None], (1, d_pad)),
+    z=rows(z),
+    lengths=lengths,
+  )
 
 
 def _state_layout(state, n_pad, d_pad):
@@ -131,7 +196,8 @@ def _scan_fwd(u, delta, A, B, C, D, z, bias, h0, lengths, cfg):
   assert At is not None  # A is always laid out
   n_pad, d_pad = At.shape
   out, final_t, bounds = BACKENDS[cfg.backend].forward(
-      cfg, h0t=_state_layout(h0, n_pad, d_pad), **arrays)
+    cfg, h0t=_state_layout(h0, n_pad, d_pad), **arrays
+  )
   final = final_t[:, :d_state, :d].transpose(0, 2, 1)
   return (out[:, :length, :d], final), (arrays, bounds)
 
@@ -144,8 +210,12 @@ def _scan_bwd(cfg, residuals, cotangents):
   n_pad = arrays["At"].shape[0]
   module = BACKENDS[cfg.backend]
   grads = module.backward(
-      cfg, bounds=bounds, g_out=_pad_to(g_out, (batch, L_pad, d_pad)),
-      g_final_t=_state_layout(g_final, n_pad, d_pad), **arrays)
+    cfg,
+    bounds=bounds,
+    g_out=_pad_to(g_out, (batch, L_pad, d_pad)),
+    g_final_t=_state_layout(g_final, n_pad, d_pad),
+    **arrays,
+  )
   rows = lambda name: grads[name][:, :length, :d]
   per_channel = lambda name: grads[name].sum(axis=(0, 1))[:d]
   dz = rows("dz") if cfg.has_z else None
@@ -154,8 +224,18 @@ def _scan_bwd(cfg, residuals, cotangents):
   dB = module.bc_gradient(grads["dBt"], length, d_state).astype(B.dtype)
   dC = module.bc_gradient(grads["dCt"], length, d_state).astype(C.dtype)
   dh0 = grads["dh0t"][:, :d_state, :d].transpose(0, 2, 1)
-  return (rows("du"), rows("ddelta"), dA, dB, dC, per_channel("dD"), dz, per_channel("dbias"),
-          dh0, None)
+  return (
+    rows("du"),
+    rows("ddelta"),
+    dA,
+    dB,
+    dC,
+    per_channel("dD"),
+    dz,
+    per_channel("dbias"),
+    dh0,
+    None,
+  )
 
 
 _scan.defvjp(_scan_fwd, _scan_bwd)

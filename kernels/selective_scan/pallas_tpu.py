@@ -45,15 +45,17 @@ def default_block_d(d_inner):
   a multiple of 128 (d_inner 1536 -> 512, 640 -> 128)."""
   if d_inner <= LANES:
     return d_inner
-  return next(b for b in (MAX_BLOCK_D, 256, LANES)
-              if _round_up(d_inner, b) == _round_up(d_inner, LANES))
+  return next(
+    b for b in (MAX_BLOCK_D, 256, LANES) if _round_up(d_inner, b) == _round_up(d_inner, LANES)
+  )
 
 
 def default_chunk(length, d_state, block_d):
   limit = max(SUBLANES, _round_up(length, SUBLANES))
   for chunk in (64, 32, 16, SUBLANES):
     if chunk <= limit and chunk * _round_up(d_state, SUBLANES) * block_d * 4 <= (
-        _STATE_SCRATCH_BUDGET):
+      _STATE_SCRATCH_BUDGET
+    ):
       return chunk
   return SUBLANES
 
@@ -61,14 +63,22 @@ def default_chunk(length, d_state, block_d):
 def check_blocks(chunk, block_d, d_inner):
   """Refuses block sizes Mosaic cannot tile, with the rule that was broken."""
   if not isinstance(chunk, int) or chunk % SUBLANES or not 0 < chunk <= MAX_CHUNK:
-    raise ValueError(f"selective_scan: pallas TPU chunk_size={chunk!r}; expected a multiple of "
-                     f"{SUBLANES} (TPU sublane tiling) between {SUBLANES} and {MAX_CHUNK} (the "
-                     f"time loop is unrolled)")
-  if (not isinstance(block_d, int) or block_d < 1 or block_d > MAX_BLOCK_D
-      or (block_d % LANES and block_d != d_inner)):
-    raise ValueError(f"selective_scan: pallas TPU block_d={block_d!r}; expected a multiple of "
-                     f"{LANES} (TPU lane tiling) up to {MAX_BLOCK_D}, or the whole d_inner per "
-                     f"group ({d_inner})")
+    raise ValueError(
+      f"selective_scan: pallas TPU chunk_size={chunk!r}; expected a multiple of "
+      f"{SUBLANES} (TPU sublane tiling) between {SUBLANES} and {MAX_CHUNK} (the "
+      f"time loop is unrolled)"
+    )
+  if (
+    not isinstance(block_d, int)
+    or block_d < 1
+    or block_d > MAX_BLOCK_D
+    or (block_d % LANES and block_d != d_inner)
+  ):
+    raise ValueError(
+      f"selective_scan: pallas TPU block_d={block_d!r}; expected a multiple of "
+      f"{LANES} (TPU lane tiling) up to {MAX_BLOCK_D}, or the whole d_inner per "
+      f"group ({d_inner})"
+    )
 
 
 def padded_state_size(d_state):
@@ -78,24 +88,34 @@ def padded_state_size(d_state):
 def _tile_bytes(shape, dtype):
   """Bytes a block occupies in VMEM: last dim padded to lanes, the one before to sublanes."""
   *major, second, last = (1,) * max(0, 2 - len(shape)) + tuple(shape)
-  return (math.prod(major) * _round_up(second, SUBLANES) * _round_up(last, LANES)
-          * max(jnp.dtype(dtype).itemsize, 4))
+  return (
+    math.prod(major)
+    * _round_up(second, SUBLANES)
+    * _round_up(last, LANES)
+    * max(jnp.dtype(dtype).itemsize, 4)
+  )
 
 
 def vmem_limit_bytes(blocks, scratch):
   """VMEM for double-buffered blocks plus scratch, given as [(shape, dtype)]; raises when even
   the ceiling is too small for the block sizes."""
-  need = (2 * sum(_tile_bytes(*b) for b in blocks) + sum(_tile_bytes(*b) for b in scratch))
+  need = 2 * sum(_tile_bytes(*b) for b in blocks) + sum(_tile_bytes(*b) for b in scratch)
   if need > _VMEM_CEILING * 3 // 4:
-    raise ValueError(f"selective_scan: pallas TPU blocks need {need / 2**20:.1f} MiB of VMEM; "
-                     f"use a smaller chunk_size or block_d")
+    raise ValueError(
+      f"selective_scan: pallas TPU blocks need {need / 2**20:.1f} MiB of VMEM; "
+      f"use a smaller chunk_size or block_d"
+    )
   return int(min(_VMEM_CEILING, max(_VMEM_FLOOR, need * 5 // 4 + 4 * 2**20)))
 
 
 def _scratch(cfg, d_state, names_and_kinds):
   T, bd = cfg.chunk, cfg.block_d
-  shapes = {"row": (T, bd), "column": (T, d_state), "state": (T, d_state, bd),
-            "carry": (d_state, bd)}
+  shapes = {
+    "row": (T, bd),
+    "column": (T, d_state),
+    "state": (T, d_state, bd),
+    "carry": (d_state, bd),
+  }
   return {name: (shapes[kind], jnp.float32) for name, kind in names_and_kinds}
 
 
@@ -107,15 +127,25 @@ def _specs(cfg, n_chunks, d_state, reverse):
   bc_rows = pl.BlockSpec((None, T, d_state), lambda b, j, c: (b, chunk_of(c), 0))
   channels = pl.BlockSpec((1, bd), lambda b, j, c: (0, j))
   state = pl.BlockSpec((None, d_state, bd), lambda b, j, c: (b, 0, j))
-  specs = dict(u=rows, delta=rows, B=bc_rows, C=bc_rows,
-               At=pl.BlockSpec((d_state, bd), lambda b, j, c: (0, j)), D=channels, bias=channels,
-               lengths=pl.BlockSpec(memory_space=pltpu.SMEM), z=rows, g_out=rows, h0t=state,
-               g_final=state,
-               bounds=pl.BlockSpec((None, None, d_state, bd),
-                                   lambda b, j, c: (b, chunk_of(c), 0, j)),
-               bc_tiles=pl.BlockSpec((None, None, None, d_state, T),
-                                     lambda b, j, c: (b, j, chunk_of(c), 0, 0)),
-               per_batch_channels=pl.BlockSpec((None, 1, bd), lambda b, j, c: (b, 0, j)))
+  specs = dict(
+    u=rows,
+    delta=rows,
+    B=bc_rows,
+    C=bc_rows,
+    At=pl.BlockSpec((d_state, bd), lambda b, j, c: (0, j)),
+    D=channels,
+    bias=channels,
+    lengths=pl.BlockSpec(memory_space=pltpu.SMEM),
+    z=rows,
+    g_out=rows,
+    h0t=state,
+    g_final=state,
+    bounds=pl.BlockSpec((None, None, d_state, bd), lambda b, j, c: (b, chunk_of(c), 0, j)),
+    bc_tiles=pl.BlockSpec(
+      (None, None, None, d_state, T), lambda b, j, c: (b, j, chunk_of(c), 0, 0)
+    ),
+    per_batch_channels=pl.BlockSpec((None, 1, bd), lambda b, j, c: (b, 0, j)),
+  )
   return specs
 
 
@@ -128,15 +158,21 @@ def _call(cfg, kernel, grid, specs, inputs, outputs, scratch, name):
   """pallas_call with inputs {name: array} and outputs {name: (spec, shape, dtype)}."""
   in_blocks = [_block_of(specs[k], v.dtype) for k, v in inputs.items() if k != "lengths"]
   out_blocks = [_block_of(spec, dtype) for spec, _, dtype in outputs.values()]
-  params = pltpu.CompilerParams(dimension_semantics=_SEMANTICS,
-                                vmem_limit_bytes=vmem_limit_bytes(in_blocks + out_blocks,
-                                                                  list(scratch.values())))
+  params = pltpu.CompilerParams(
+    dimension_semantics=_SEMANTICS,
+    vmem_limit_bytes=vmem_limit_bytes(in_blocks + out_blocks, list(scratch.values())),
+  )
   return pl.pallas_call(
-      kernel, grid=grid, in_specs=[specs[k] for k in inputs],
-      out_specs=[spec for spec, _, _ in outputs.values()],
-      out_shape=[jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in outputs.values()],
-      scratch_shapes=[pltpu.VMEM(shape, dtype) for shape, dtype in scratch.values()],
-      compiler_params=params, interpret=cfg.interpret, name=name)(*inputs.values())
+    kernel,
+    grid=grid,
+    in_specs=[specs[k] for k in inputs],
+    out_specs=[spec for spec, _, _ in outputs.values()],
+    out_shape=[jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in outputs.values()],
+    scratch_shapes=[pltpu.VMEM(shape, dtype) for shape, dtype in scratch.values()],
+    compiler_params=params,
+    interpret=cfg.interpret,
+    name=name,
+  )(*inputs.values())
 
 
 def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
@@ -145,15 +181,32 @@ def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
   d_state = At.shape[0]
   n_chunks, n_blocks = length // cfg.chunk, d // cfg.block_d
   specs = _specs(cfg, n_chunks, d_state, reverse=False)
-  inputs = dict(u=u, delta=delta, B=B, C=C, At=At, D=D, bias=bias, lengths=lengths, h0t=h0t,
-                **({"z": z} if cfg.has_z else {}))
+  inputs = dict(
+    u=u,
+    delta=delta,
+    B=B,
+    C=C,
+    At=At,
+    D=D,
+    bias=bias,
+    lengths=lengths,
+    h0t=h0t,
+    **({"z": z} if cfg.has_z else {}),
+  )
   f32 = jnp.float32
-  outputs = dict(out=(specs["u"], u.shape, u.dtype),
-                 h_final=(specs["h0t"], (batch, d_state, d), f32),
-                 bounds=(specs["bounds"], (batch, n_chunks, d_state, d), f32))
-  scratch = _scratch(cfg, d_state, [("h", "carry")] + [(n, "row") for n in kernels.ROW_SCRATCH]
-                     + [(n, "column") for n in kernels.COLUMN_SCRATCH]
-                     + [(n, "state") for n in kernels.STATE_SCRATCH])
+  outputs = dict(
+    out=(specs["u"], u.shape, u.dtype),
+    h_final=(specs["h0t"], (batch, d_state, d), f32),
+    bounds=(specs["bounds"], (batch, n_chunks, d_state, d), f32),
+  )
+  scratch = _scratch(
+    cfg,
+    d_state,
+    [("h", "carry")]
+    + [(n, "row") for n in kernels.ROW_SCRATCH]
+    + [(n, "column") for n in kernels.COLUMN_SCRATCH]
+    + [(n, "state") for n in kernels.STATE_SCRATCH],
+  )
   names = list(inputs) + list(outputs) + list(scratch)
 
   def kernel(*refs):
@@ -173,8 +226,9 @@ def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
     def _():
       refs["h_final"][...] = h
 
-  return _call(cfg, kernel, (batch, n_blocks, n_chunks), specs, inputs, outputs, scratch,
-               "selective_scan_fwd")
+  return _call(
+    cfg, kernel, (batch, n_blocks, n_chunks), specs, inputs, outputs, scratch, "selective_scan_fwd"
+  )
 
 
 def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_final_t):
@@ -186,22 +240,43 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
   n_chunks, n_blocks = length // T, d // cfg.block_d
   specs = _specs(cfg, n_chunks, d_state, reverse=True)
   chunk_of = lambda c: n_chunks - 1 - c
-  inputs = dict(u=u, delta=delta, B=B, C=C, At=At, D=D, bias=bias, lengths=lengths,
-                bounds=bounds, g_out=g_out, g_final=g_final_t, **({"z": z} if cfg.has_z else {}))
+  inputs = dict(
+    u=u,
+    delta=delta,
+    B=B,
+    C=C,
+    At=At,
+    D=D,
+    bias=bias,
+    lengths=lengths,
+    bounds=bounds,
+    g_out=g_out,
+    g_final=g_final_t,
+    **({"z": z} if cfg.has_z else {}),
+  )
   f32 = jnp.float32
   tiles = (batch, n_blocks, n_chunks, d_state, T)
-  outputs = dict(du=(specs["u"], u.shape, u.dtype), ddelta=(specs["u"], u.shape, delta.dtype),
-                 dBt=(specs["bc_tiles"], tiles, f32), dCt=(specs["bc_tiles"], tiles, f32),
-                 dAt=(specs["h0t"], (batch, d_state, d), f32),
-                 dD=(specs["per_batch_channels"], (batch, 1, d), f32),
-                 dbias=(specs["per_batch_channels"], (batch, 1, d), f32),
-                 dh0t=(specs["h0t"], (batch, d_state, d), f32))
+  outputs = dict(
+    du=(specs["u"], u.shape, u.dtype),
+    ddelta=(specs["u"], u.shape, delta.dtype),
+    dBt=(specs["bc_tiles"], tiles, f32),
+    dCt=(specs["bc_tiles"], tiles, f32),
+    dAt=(specs["h0t"], (batch, d_state, d), f32),
+    dD=(specs["per_batch_channels"], (batch, 1, d), f32),
+    dbias=(specs["per_batch_channels"], (batch, 1, d), f32),
+    dh0t=(specs["h0t"], (batch, d_state, d), f32),
+  )
   if cfg.has_z:
     outputs["dz"] = (specs["u"], u.shape, z.dtype)
   row_names = kernels.ROW_SCRATCH + kernels.BACKWARD_ROW_SCRATCH
-  scratch = _scratch(cfg, d_state, [("lam", "carry")] + [(n, "row") for n in row_names]
-                     + [(n, "column") for n in kernels.COLUMN_SCRATCH]
-                     + [(n, "state") for n in kernels.STATE_SCRATCH])
+  scratch = _scratch(
+    cfg,
+    d_state,
+    [("lam", "carry")]
+    + [(n, "row") for n in row_names]
+    + [(n, "column") for n in kernels.COLUMN_SCRATCH]
+    + [(n, "state") for n in kernels.STATE_SCRATCH],
+  )
   names = list(inputs) + list(outputs) + list(scratch)
   partials = ("dAt", "dD", "dbias")
 
@@ -215,8 +290,9 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
       for name in partials:
         refs[name][...] = jnp.zeros_like(refs[name])
 
-    lam, *sums = kernels.backward_chunk(refs, refs, refs["bounds"][...], refs["lam"][...],
-                                        chunk_of(c) * T, refs["lengths"][b], cfg)
+    lam, *sums = kernels.backward_chunk(
+      refs, refs, refs["bounds"][...], refs["lam"][...], chunk_of(c) * T, refs["lengths"][b], cfg
+    )
     refs["lam"][...] = lam
     for name, value in zip(partials, sums):
       refs[name][...] += value
@@ -225,8 +301,9 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
     def _():
       refs["dh0t"][...] = lam
 
-  results = _call(cfg, kernel, (batch, n_blocks, n_chunks), specs, inputs, outputs, scratch,
-                  "selective_scan_bwd")
+  results = _call(
+    cfg, kernel, (batch, n_blocks, n_chunks), specs, inputs, outputs, scratch, "selective_scan_bwd"
+  )
   return dict(zip(outputs, results))
 
 

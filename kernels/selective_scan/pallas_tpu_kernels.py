@@ -44,7 +44,7 @@ def for_each_step(cfg, body, carry, reverse=False):
   unrolled program costs XLA tens of seconds to compile even at test sizes."""
   T = cfg.chunk
   if cfg.unrolled:
-    for t in (reversed(range(T)) if reverse else range(T)):
+    for t in reversed(range(T)) if reverse else range(T):
       carry = body(t, carry)
     return carry
   step = (lambda i, c: body(T - 1 - i, c)) if reverse else body
@@ -97,6 +97,7 @@ def recompute_states(refs, s, h, cfg):
 
 def outputs_before_gate(refs, s, u, cfg):
   """Phase 4: y0 = <C_t, h_t> + D u_t for the chunk, (chunk, block_d)."""
+
   def output(t, carry):
     s["y"][pl.ds(t, 1), :] = jnp.sum(_column(s["c"], t) * s["states"][t], axis=0, keepdims=True)
     return carry
@@ -152,8 +153,9 @@ def backward_chunk(refs, s, h_start, lam, t0, length, cfg):
     return lam * a_t, dA, dBt, dCt
 
   zeros = jnp.zeros((d_state, T), F32)
-  lam, dA, dBt, dCt = for_each_step(cfg, adjoint, (lam, jnp.zeros_like(A), zeros, zeros),
-                                    reverse=True)
+  lam, dA, dBt, dCt = for_each_step(
+    cfg, adjoint, (lam, jnp.zeros_like(A), zeros, zeros), reverse=True
+  )
   lam_b = s["lam_b"][...]
   refs["du"][...] = (gy * refs["D"][...] + lam_b * s["dt"][...]).astype(refs["du"].dtype)
   d_raw = (s["ddt"][...] + lam_b * u) * pallas_common.step_size_grad(raw, cfg)

@@ -14,8 +14,20 @@ import jax.numpy as jnp
 from kernels.selective_scan import elementwise
 
 
-def selective_scan_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None, *,
-                             delta_softplus=False, initial_state=None, lengths=None):
+def selective_scan_reference(
+  u,
+  delta,
+  A,
+  B,
+  C,
+  D=None,
+  z=None,
+  delta_bias=None,
+  *,
+  delta_softplus=False,
+  initial_state=None,
+  lengths=None,
+):
   """Returns (out in u.dtype, final state (batch, d_inner, d_state) in the compute dtype)."""
   batch, length, d_inner = u.shape
   groups, d_state = B.shape[2], B.shape[3]
@@ -26,8 +38,11 @@ def selective_scan_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None,
   B_per_channel = jnp.repeat(B.astype(compute), d_inner // groups, axis=2)  # (b, l, d, n)
   C_per_channel = jnp.repeat(C.astype(compute), d_inner // groups, axis=2)
   A_c = A.astype(compute)
-  h0 = (jnp.zeros((batch, d_inner, d_state), compute) if initial_state is None
-        else initial_state.astype(compute))
+  h0 = (
+    jnp.zeros((batch, d_inner, d_state), compute)
+    if initial_state is None
+    else initial_state.astype(compute)
+  )
 
   def step(h, inputs):
     dt_t, u_t, b_t, c_t = inputs  # (b, d), (b, d), (b, d, n), (b, d, n)
@@ -35,8 +50,11 @@ def selective_scan_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     return h, jnp.sum(h * c_t, axis=-1)
 
   time_major = lambda x: jnp.moveaxis(x, 1, 0)
-  h_final, y = jax.lax.scan(step, h0, (time_major(dt), time_major(u_c),
-                                       time_major(B_per_channel), time_major(C_per_channel)))
+  h_final, y = jax.lax.scan(
+    step,
+    h0,
+    (time_major(dt), time_major(u_c), time_major(B_per_channel), time_major(C_per_channel)),
+  )
   y = jnp.moveaxis(y, 0, 1)
   out = elementwise.finish_output(y, u_c, D, z, lengths)
   return out.astype(u.dtype), h_final

@@ -13,10 +13,18 @@ import jax.numpy as jnp
 from kernels.selective_scan import arguments, elementwise
 
 
-def selective_scan_step(state: jax.Array, u: jax.Array, delta: jax.Array, A: jax.Array,
-                        B: jax.Array, C: jax.Array, D: jax.Array | None = None,
-                        z: jax.Array | None = None, delta_bias: jax.Array | None = None,
-                        delta_softplus: bool = False) -> tuple[jax.Array, jax.Array]:
+def selective_scan_step(
+  state: jax.Array,
+  u: jax.Array,
+  delta: jax.Array,
+  A: jax.Array,
+  B: jax.Array,
+  C: jax.Array,
+  D: jax.Array | None = None,
+  z: jax.Array | None = None,
+  delta_bias: jax.Array | None = None,
+  delta_softplus: bool = False,
+) -> tuple[jax.Array, jax.Array]:
   """h = exp(dt A) state + dt B u, y = <C, h> + D u (gated by silu(z)): one step of the scan.
 
   Args:
@@ -36,8 +44,9 @@ def selective_scan_step(state: jax.Array, u: jax.Array, delta: jax.Array, A: jax
   dt = elementwise.step_size(delta, delta_bias, delta_softplus, None, compute)  # (batch, d)
   u_c = u.astype(compute)
   per_channel = lambda x: jnp.repeat(x.astype(compute), d_inner // groups, axis=1)  # (b, d, n)
-  new_state = (jnp.exp(dt[..., None] * A.astype(compute)) * state.astype(compute)
-               + (dt * u_c)[..., None] * per_channel(B))
+  new_state = jnp.exp(dt[..., None] * A.astype(compute)) * state.astype(compute) + (dt * u_c)[
+    ..., None
+  ] * per_channel(B)
   y = jnp.sum(new_state * per_channel(C), axis=-1)
   y = elementwise.finish_output(y, u_c, D, z, None)
   return y.astype(u.dtype), new_state

@@ -15,8 +15,10 @@ import numpy as np
 from kernels.selective_scan.api import selective_scan
 
 # mamba_ssm's own test tolerances, for outputs and every gradient (docs/design.md).
-TOLERANCES = {jnp.dtype(jnp.float32): dict(rtol=6e-4, atol=2e-3),
-              jnp.dtype(jnp.bfloat16): dict(rtol=3e-2, atol=5e-2)}
+TOLERANCES = {
+  jnp.dtype(jnp.float32): dict(rtol=6e-4, atol=2e-3),
+  jnp.dtype(jnp.bfloat16): dict(rtol=3e-2, atol=5e-2),
+}
 DIFFERENTIABLE = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
 
 
@@ -41,36 +43,64 @@ class Case:
     normal = lambda shape, scale=1.0: scale * jax.random.normal(next(keys), shape)
     b, l, d, n = self.batch, self.length, self.d_inner, self.d_state
     bc_shape = (b, l, self.groups, n) if self.groups else (b, l, n)
-    args = dict(u=normal((b, l, d)), delta=normal((b, l, d), 0.5),
-                A=-jnp.exp(normal((d, n), 0.5)), B=normal(bc_shape), C=normal(bc_shape),
-                D=normal((d,)) if self.D else None, z=normal((b, l, d)) if self.z else None,
-                delta_bias=normal((d,), 0.3) if self.delta_bias else None,
-                initial_state=normal((b, d, n)) if self.initial_state else None)
+    args = dict(
+      u=normal((b, l, d)),
+      delta=normal((b, l, d), 0.5),
+      A=-jnp.exp(normal((d, n), 0.5)),
+      B=normal(bc_shape),
+      C=normal(bc_shape),
+      D=normal((d,)) if self.D else None,
+      z=normal((b, l, d)) if self.z else None,
+      delta_bias=normal((d,), 0.3) if self.delta_bias else None,
+      initial_state=normal((b, d, n)) if self.initial_state else None,
+    )
     low_precision = ("u", "delta", "B", "C", "z")
-    return {k: (v.astype(self.dtype) if k in low_precision and v is not None else v)
-            for k, v in args.items()}
+    return {
+      k: (v.astype(self.dtype) if k in low_precision and v is not None else v)
+      for k, v in args.items()
+    }
 
 
 # The grid: lengths that are not a multiple of the chunk, d_inner not a multiple of the block,
 # d_state 1 / 4 / 16, batch 1 and 3, grouped B/C, each optional argument on and off, float32 and
 # bfloat16.
 CASES = {
-    "everything_grouped": Case(groups=2, lengths=(37, 20, 0)),
-    "minimal_d_state_1": Case(batch=1, length=16, d_inner=8, d_state=1, z=False, D=False,
-                              delta_bias=False, initial_state=False, softplus=False),
-    "d_state_16_bfloat16": Case(d_state=16, length=29, initial_state=False, dtype=jnp.bfloat16),
-    "no_z_with_lengths": Case(batch=3, length=21, d_inner=10, z=False, lengths=(5, 21, 13),
-                              groups=1),
+  "everything_grouped": Case(groups=2, lengths=(37, 20, 0)),
+  "minimal_d_state_1": Case(
+    batch=1,
+    length=16,
+    d_inner=8,
+    d_state=1,
+    z=False,
+    D=False,
+    delta_bias=False,
+    initial_state=False,
+    softplus=False,
+  ),
+  "d_state_16_bfloat16": Case(d_state=16, length=29, initial_state=False, dtype=jnp.bfloat16),
+  "no_z_with_lengths": Case(batch=3, length=21, d_inner=10, z=False, lengths=(5, 21, 13), groups=1),
 }
 
 
 def run(case, args, implementation, options=None):
   """The op on a case's arguments: (out, final state)."""
   lengths = None if case.lengths is None else jnp.asarray(case.lengths, jnp.int32)
-  return selective_scan(args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"],
-                        args["z"], args["delta_bias"], delta_softplus=case.softplus,
-                        initial_state=args["initial_state"], lengths=lengths,
-                        return_final_state=True, implementation=implementation, options=options)
+  return selective_scan(
+    args["u"],
+    args["delta"],
+    args["A"],
+    args["B"],
+    args["C"],
+    args["D"],
+    args["z"],
+    args["delta_bias"],
+    delta_softplus=case.softplus,
+    initial_state=args["initial_state"],
+    lengths=lengths,
+    return_final_state=True,
+    implementation=implementation,
+    options=options,
+  )
 
 
 def vjp_function(case, implementation, options=None, seed=0):
@@ -83,8 +113,10 @@ def vjp_function(case, implementation, options=None, seed=0):
   def f(*values):
     forward = lambda *v: run(case, dict(base, **dict(zip(names, v))), implementation, options)
     outputs, vjp = jax.vjp(forward, *values)
-    cotangent = (jax.random.normal(keys[0], outputs[0].shape).astype(outputs[0].dtype),
-                 jax.random.normal(keys[1], outputs[1].shape))
+    cotangent = (
+      jax.random.normal(keys[0], outputs[0].shape).astype(outputs[0].dtype),
+      jax.random.normal(keys[1], outputs[1].shape),
+    )
     return outputs, dict(zip(names, vjp(cotangent)))
 
   return f, tuple(base[k] for k in names)
@@ -115,8 +147,10 @@ def comparisons(result, expected):
   (out, state), grads = result
   (expected_out, expected_state), expected_grads = expected
   dtype = expected_out.dtype
-  ratios = {"output": worst_ratio(out, expected_out, dtype),
-            "final state": worst_ratio(state, expected_state, dtype)}
+  ratios = {
+    "output": worst_ratio(out, expected_out, dtype),
+    "final state": worst_ratio(state, expected_state, dtype),
+  }
   for name, grad in expected_grads.items():
     ratios[f"gradient of {name}"] = worst_ratio(grads.get(name), grad, dtype)
   return ratios

@@ -45,8 +45,22 @@ def default_chunk_size(batch, length, d_inner, d_state):
   return max(1, min(chunk, length))
 
 
-def selective_scan_xla(u, delta, A, B, C, D=None, z=None, delta_bias=None, *, delta_softplus=False,
-                       initial_state=None, lengths=None, chunk_size=None, strategy=None):
+def selective_scan_xla(
+  u,
+  delta,
+  A,
+  B,
+  C,
+  D=None,
+  z=None,
+  delta_bias=None,
+  *,
+  delta_softplus=False,
+  initial_state=None,
+  lengths=None,
+  chunk_size=None,
+  strategy=None,
+):
   """Same contract as `reference.selective_scan_reference`."""
   batch, length, d_inner = u.shape
   d_state = A.shape[1]
@@ -59,10 +73,14 @@ def selective_scan_xla(u, delta, A, B, C, D=None, z=None, delta_bias=None, *, de
   f32 = jnp.float32
   dt = elementwise.step_size(delta, delta_bias, delta_softplus, lengths)
   u32 = u.astype(f32)
-  h0 = (jnp.zeros((batch, d_inner, d_state), f32) if initial_state is None
-        else initial_state.astype(f32))
-  y, h_final = _scan_core(dt, dt * u32, A.astype(f32), B.astype(f32), C.astype(f32), h0, chunk,
-                          strategy)
+  h0 = (
+    jnp.zeros((batch, d_inner, d_state), f32)
+    if initial_state is None
+    else initial_state.astype(f32)
+  )
+  y, h_final = _scan_core(
+    dt, dt * u32, A.astype(f32), B.astype(f32), C.astype(f32), h0, chunk, strategy
+  )
   out = elementwise.finish_output(y, u32, D, z, lengths)
   return out.astype(u.dtype), h_final
 
@@ -117,8 +135,9 @@ def _chunk_states(dt, dtu, A, B, h_start, strategy):
   """States h_t of one chunk, (chunk, batch, d_inner, d_state)."""
   d_inner = dt.shape[-1]
   if strategy == "associative":
-    return _associative_recurrence(_decay(dt, A), dtu[..., None] * _per_channel(B, d_inner),
-                                   h_start)
+    return _associative_recurrence(
+      _decay(dt, A), dtu[..., None] * _per_channel(B, d_inner), h_start
+    )
 
   def step(h, x):
     dt_t, dtu_t, B_t = x
@@ -156,15 +175,22 @@ def _backward_chunk(later, dA, dt, dtu, B, C, h_start, gy, A, strategy):
 
   def gradients(lam, a, h_prev, h, dt, dtu, B, gy):
     decay_grad = lam * h_prev * a  # dL/d(dt A) per state
-    return (decay_grad * dt[..., None],
-            (jnp.sum(decay_grad * A, axis=-1), jnp.sum(lam * _per_channel(B, d_inner), axis=-1),
-             _group_sum(lam * dtu[..., None], groups), _group_sum(gy[..., None] * h, groups)))
+    return (
+      decay_grad * dt[..., None],
+      (
+        jnp.sum(decay_grad * A, axis=-1),
+        jnp.sum(lam * _per_channel(B, d_inner), axis=-1),
+        _group_sum(lam * dtu[..., None], groups),
+        _group_sum(gy[..., None] * h, groups),
+      ),
+    )
 
   if strategy == "associative":
     a = _decay(dt, A)
     a_next = jnp.concatenate([a[1:], jnp.ones_like(a[:1])], axis=0)
-    lam = _associative_recurrence(a_next, gy[..., None] * _per_channel(C, d_inner), later,
-                                  reverse=True)
+    lam = _associative_recurrence(
+      a_next, gy[..., None] * _per_channel(C, d_inner), later, reverse=True
+    )
     dA_steps, grads = gradients(lam, a, h_prev, hs, dt, dtu, B, gy)
     return a[0] * lam[0], dA + dA_steps.sum(axis=0), grads
 
@@ -176,8 +202,9 @@ def _backward_chunk(later, dA, dt, dtu, B, C, h_start, gy, A, strategy):
     dA_t, grads = gradients(lam, a, h_prev_t, h_t, dt_t, dtu_t, B_t, gy_t)
     return (a * lam, dA + dA_t), grads
 
-  (later, dA), grads = jax.lax.scan(step, (later, dA), (dt, dtu, B, C, h_prev, hs, gy),
-                                    reverse=True)
+  (later, dA), grads = jax.lax.scan(
+    step, (later, dA), (dt, dtu, B, C, h_prev, hs, gy), reverse=True
+  )
   return later, dA, grads
 
 
@@ -213,8 +240,9 @@ def _scan_core_bwd(chunk, strategy, residuals, cotangents):
     return (later, dA), grads
 
   inputs = (dt_c, dtu_c, B_c, C_c, boundaries, _to_chunks(g_y, chunk))
-  (d_h0, dA), grads = jax.lax.scan(chunk_backward, (g_final, jnp.zeros_like(g_final)), inputs,
-                                   reverse=True)
+  (d_h0, dA), grads = jax.lax.scan(
+    chunk_backward, (g_final, jnp.zeros_like(g_final)), inputs, reverse=True
+  )
   d_dt, d_dtu, dB, dC = (_from_chunks(g, length) for g in grads)
   return d_dt, d_dtu, dA.sum(axis=0), dB, dC, d_h0
 

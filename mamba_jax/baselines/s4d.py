@@ -19,23 +19,38 @@ from mamba_jax.layers import RMSNorm, torch_linear
 
 
 class S4DLayer(nnx.Module):
-  def __init__(self, d_model, *, d_state, n_groups, dt_min, dt_max, scan_implementation,
-               dtype, param_dtype, rngs):
+  def __init__(
+    self,
+    d_model,
+    *,
+    d_state,
+    n_groups,
+    dt_min,
+    dt_max,
+    scan_implementation,
+    dtype,
+    param_dtype,
+    rngs,
+  ):
     if d_model % n_groups:
       raise ValueError(f"S4DModel: n_groups = {n_groups} does not divide d_model = {d_model}")
     self.dtype = dtype
     self.scan_implementation = scan_implementation
     self.norm = RMSNorm(d_model, dtype=dtype, param_dtype=param_dtype)
-    self.log_dt = nnx.Param(jax.random.uniform(rngs.params(), (d_model,), jnp.float32,
-                                               math.log(dt_min), math.log(dt_max)))
-    self.A_log = nnx.Param(jnp.log(jnp.broadcast_to(
-        jnp.arange(1, d_state + 1, dtype=jnp.float32), (d_model, d_state))))
+    self.log_dt = nnx.Param(
+      jax.random.uniform(rngs.params(), (d_model,), jnp.float32, math.log(dt_min), math.log(dt_max))
+    )
+    self.A_log = nnx.Param(
+      jnp.log(jnp.broadcast_to(jnp.arange(1, d_state + 1, dtype=jnp.float32), (d_model, d_state)))
+    )
     self.ssm_B = nnx.Param(jnp.ones((n_groups, d_state), jnp.float32))
-    self.ssm_C = nnx.Param(jax.random.normal(rngs.params(), (n_groups, d_state), jnp.float32)
-                           / math.sqrt(d_state))
+    self.ssm_C = nnx.Param(
+      jax.random.normal(rngs.params(), (n_groups, d_state), jnp.float32) / math.sqrt(d_state)
+    )
     self.D = nnx.Param(jnp.ones((d_model,), jnp.float32))
-    self.output_proj = torch_linear(d_model, 2 * d_model, use_bias=True, dtype=dtype,
-                                    param_dtype=param_dtype, rngs=rngs)
+    self.output_proj = torch_linear(
+      d_model, 2 * d_model, use_bias=True, dtype=dtype, param_dtype=param_dtype, rngs=rngs
+    )
 
   def __call__(self, x, lengths=None):
     y = jax.nn.glu(self.output_proj(jax.nn.gelu(self.ssm(self.norm(x), lengths))), axis=-1)
@@ -47,11 +62,19 @@ class S4DLayer(nnx.Module):
     batch, length, d_model = u.shape
     groups, d_state = self.ssm_B.shape
     shape = (batch, length, groups, d_state)
-    return cast(jax.Array, selective_scan(
-        u, jnp.broadcast_to(jnp.exp(self.log_dt[...]), (batch, length, d_model)),
-        -jnp.exp(self.A_log[...]), jnp.broadcast_to(self.ssm_B[...], shape),
-        jnp.broadcast_to(self.ssm_C[...], shape), D=self.D[...], lengths=lengths,
-        implementation=self.scan_implementation))
+    return cast(
+      jax.Array,
+      selective_scan(
+        u,
+        jnp.broadcast_to(jnp.exp(self.log_dt[...]), (batch, length, d_model)),
+        -jnp.exp(self.A_log[...]),
+        jnp.broadcast_to(self.ssm_B[...], shape),
+        jnp.broadcast_to(self.ssm_C[...], shape),
+        D=self.D[...],
+        lengths=lengths,
+        implementation=self.scan_implementation,
+      ),
+    )
 
 
 class S4DModel(nnx.Module):
@@ -61,21 +84,45 @@ class S4DModel(nnx.Module):
   changes nothing at valid positions.
   """
 
-  def __init__(self, in_features, out_features, *, d_model, n_layers, d_state=64, n_groups=1,
-               dt_min=1e-3, dt_max=0.1, scan_implementation="auto", dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs):
+  def __init__(
+    self,
+    in_features,
+    out_features,
+    *,
+    d_model,
+    n_layers,
+    d_state=64,
+    n_groups=1,
+    dt_min=1e-3,
+    dt_max=0.1,
+    scan_implementation="auto",
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs,
+  ):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.dtype = dtype
     self.input_proj = torch_linear(in_features, d_model, use_bias=True, **kw)
-    self.layers = nnx.List([
-        S4DLayer(d_model, d_state=d_state, n_groups=n_groups, dt_min=dt_min, dt_max=dt_max,
-                 scan_implementation=scan_implementation, **kw) for _ in range(n_layers)])
+    self.layers = nnx.List(
+      [
+        S4DLayer(
+          d_model,
+          d_state=d_state,
+          n_groups=n_groups,
+          dt_min=dt_min,
+          dt_max=dt_max,
+          scan_implementation=scan_implementation,
+          **kw,
+        )
+        for _ in range(n_layers)
+      ]
+    )
     self.norm_f = RMSNorm(d_model, dtype=dtype, param_dtype=param_dtype)
     self.output_proj = torch_linear(d_model, out_features, use_bias=True, **kw)
 
-  def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
-               return_residuals: bool = False
-               ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+  def __call__(
+    self, inputs: jax.Array, lengths: jax.Array | None = None, return_residuals: bool = False
+  ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
     """inputs (batch, length, in_features) -> outputs (batch, length, out_features).
 
     With return_residuals also the residual stream entering each layer and after the last

@@ -17,15 +17,22 @@ INIT_STD = 0.02
 
 
 def _dense(in_features, out_features, *, std, dtype, param_dtype, rngs):
-  return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=param_dtype,
-                    kernel_init=nnx.initializers.normal(std), rngs=rngs)
+  return nnx.Linear(
+    in_features,
+    out_features,
+    dtype=dtype,
+    param_dtype=param_dtype,
+    kernel_init=nnx.initializers.normal(std),
+    rngs=rngs,
+  )
 
 
 class CausalSelfAttention(nnx.Module):
   def __init__(self, d_model, n_heads, *, residual_std, dtype, param_dtype, rngs):
     if d_model % n_heads:
-      raise ValueError(f"CausalTransformer: d_model = {d_model} is not divisible by "
-                       f"n_heads = {n_heads}")
+      raise ValueError(
+        f"CausalTransformer: d_model = {d_model} is not divisible by n_heads = {n_heads}"
+      )
     self.n_heads = n_heads
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.qkv = _dense(d_model, 3 * d_model, std=INIT_STD, **kw)
@@ -35,8 +42,9 @@ class CausalSelfAttention(nnx.Module):
     """key_mask: optional (batch, 1, length, length) bool of keys each query may see."""
     batch, length, d_model = x.shape
     q, k, v = jnp.split(self.qkv(x).reshape(batch, length, 3 * self.n_heads, -1), 3, axis=2)
-    y = jax.nn.dot_product_attention(q, k, v, mask=key_mask, is_causal=True,
-                                     key_value_seq_lengths=lengths)
+    y = jax.nn.dot_product_attention(
+      q, k, v, mask=key_mask, is_causal=True, key_value_seq_lengths=lengths
+    )
     return self.out(y.reshape(batch, length, d_model))
 
 
@@ -64,27 +72,49 @@ class CausalTransformer(nnx.Module):
   positional_embeddings, max_length bounds the sequence length.
   """
 
-  def __init__(self, in_features, out_features, *, d_model, n_layers, n_heads,
-               positional_embeddings=False, max_length=None, dtype=jnp.float32,
-               param_dtype=jnp.float32, rngs):
+  def __init__(
+    self,
+    in_features,
+    out_features,
+    *,
+    d_model,
+    n_layers,
+    n_heads,
+    positional_embeddings=False,
+    max_length=None,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs,
+  ):
     if positional_embeddings and not max_length:
       raise ValueError("CausalTransformer: positional_embeddings=True needs max_length")
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     residual_std = INIT_STD / math.sqrt(2 * n_layers)
     self.dtype = dtype
     self.input_proj = _dense(in_features, d_model, std=INIT_STD, **kw)
-    self.position_embedding = nnx.Embed(
-        cast(int, max_length), d_model, embedding_init=nnx.initializers.normal(INIT_STD),
-        **kw) if positional_embeddings else None
-    self.blocks = nnx.List([
+    self.position_embedding = (
+      nnx.Embed(
+        cast(int, max_length), d_model, embedding_init=nnx.initializers.normal(INIT_STD), **kw
+      )
+      if positional_embeddings
+      else None
+    )
+    self.blocks = nnx.List(
+      [
         CausalTransformerBlock(d_model, n_heads, residual_std=residual_std, **kw)
-        for _ in range(n_layers)])
+        for _ in range(n_layers)
+      ]
+    )
     self.ln_f = nnx.LayerNorm(d_model, epsilon=1e-5, **kw)
     self.output_proj = _dense(d_model, out_features, std=INIT_STD, **kw)
 
-  def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None,
-               left_pad: jax.Array | None = None, return_residuals: bool = False
-               ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+  def __call__(
+    self,
+    inputs: jax.Array,
+    lengths: jax.Array | None = None,
+    left_pad: jax.Array | None = None,
+    return_residuals: bool = False,
+  ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
     """inputs (batch, length, in_features) -> outputs (batch, length, out_features).
 
     left_pad: optional (batch,) leading padding positions, masked as keys (a padding query
@@ -98,8 +128,10 @@ class CausalTransformer(nnx.Module):
     if left_pad is not None:
       positions = jnp.arange(inputs.shape[1])
       left_pad = jnp.broadcast_to(jnp.asarray(left_pad, jnp.int32), (inputs.shape[0],))
-      key_mask = ((positions[None, None, :] >= left_pad[:, None, None])
-                  | (positions[:, None] == positions[None, :])[None])[:, None]
+      key_mask = (
+        (positions[None, None, :] >= left_pad[:, None, None])
+        | (positions[:, None] == positions[None, :])[None]
+      )[:, None]
     if self.position_embedding is not None:
       index = jnp.arange(inputs.shape[1])[None]
       if left_pad is not None:

@@ -10,8 +10,11 @@ from experiments import checkpointing
 
 def _state(value):
   params = {"w": jnp.full((3, 2), value), "b": jnp.full((2,), value)}
-  return {"params": params, "opt_state": optax.adam(1e-3).init(params),
-          "step": jnp.asarray(int(value), jnp.int32)}
+  return {
+    "params": params,
+    "opt_state": optax.adam(1e-3).init(params),
+    "step": jnp.asarray(int(value), jnp.int32),
+  }
 
 
 def test_save_restore_latest(tmp_path):

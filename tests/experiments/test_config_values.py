@@ -25,7 +25,9 @@ def test_config_arguments():
   defaults = dict(function_class="linear_regression", variant="paper")
   assert config_values.config_arguments(None, **defaults) == defaults
   assert config_values.config_arguments("variant=cpu, function_class=relu_2nn", **defaults) == {
-      "function_class": "relu_2nn", "variant": "cpu"}
+    "function_class": "relu_2nn",
+    "variant": "cpu",
+  }
   for bad in ("cpu", "task=relu_2nn"):
     with pytest.raises(ValueError, match="key one of"):
       config_values.config_arguments(bad, **defaults)

@@ -11,8 +11,9 @@ def test_host_batch_size_splits_over_hosts_and_devices():
   assert host_batch.host_batch_size(16, 2, device_count=8) == 8
   with pytest.raises(ValueError, match="not divisible by the process count 3"):
     host_batch.host_batch_size(8, 3)
-  with pytest.raises(ValueError, match="config.batch_size = 12 is not divisible by the number of "
-                                       "devices, 8"):
+  with pytest.raises(
+    ValueError, match="config.batch_size = 12 is not divisible by the number of devices, 8"
+  ):
     host_batch.host_batch_size(12, 1, device_count=8)
   with pytest.raises(ValueError, match="must be positive"):
     host_batch.host_batch_size(0, 1)

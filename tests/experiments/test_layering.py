@@ -30,7 +30,10 @@ def _study_of(module):
 
 def test_the_three_studies_are_packages():
   assert sorted(p.name for p in STUDIES.iterdir() if (p / "__init__.py").exists()) == [
-      "icl", "length_generalisation", "tradeoff"]
+    "icl",
+    "length_generalisation",
+    "tradeoff",
+  ]
 
 
 @pytest.mark.parametrize("study", ["icl", "length_generalisation", "tradeoff"])

@@ -18,5 +18,6 @@ def test_each_part_steps_with_its_own_optimiser():
   assert int(new["step"]) == 1
   for name, tx in txs.items():
     updates, _ = tx.update(grads[name], tx.init(params[name]), params[name])
-    np.testing.assert_allclose(new["params"][name]["w"],
-                               optax.apply_updates(params[name], updates)["w"], rtol=1e-6)
+    np.testing.assert_allclose(
+      new["params"][name]["w"], optax.apply_updates(params[name], updates)["w"], rtol=1e-6
+    )

@@ -11,16 +11,31 @@ from experiments import optimizers
 
 
 def _config(**overrides):
-  c = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-2, schedule="constant",
-                                     warmup_steps=0, end_learning_rate_factor=0.0,
-                                     weight_decay=0.1, grad_clip_norm=0.0, b1=0.9, b2=0.999,
-                                     eps=1e-8))
+  c = ml_collections.ConfigDict(
+    dict(
+      name="adamw",
+      learning_rate=1e-2,
+      schedule="constant",
+      warmup_steps=0,
+      end_learning_rate_factor=0.0,
+      weight_decay=0.1,
+      grad_clip_norm=0.0,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+    )
+  )
   c.update(overrides)
   return c
 
 
-PARAMS = {"mixer": {"A_log": jnp.ones((4, 2)), "D": jnp.ones((4,)),
-                    "in_proj": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}}}
+PARAMS = {
+  "mixer": {
+    "A_log": jnp.ones((4, 2)),
+    "D": jnp.ones((4,)),
+    "in_proj": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))},
+  }
+}
 
 
 @pytest.mark.parametrize("name", optimizers.OPTIMIZERS)
@@ -42,8 +57,9 @@ def test_weight_decay_spares_A_log_D_and_biases():
 
 
 def test_clipping_bounds_the_update_norm():
-  tx = optimizers.make_optimizer(_config(name="adam", weight_decay=0.0, grad_clip_norm=1.0,
-                                         learning_rate=1.0), 10, PARAMS)
+  tx = optimizers.make_optimizer(
+    _config(name="adam", weight_decay=0.0, grad_clip_norm=1.0, learning_rate=1.0), 10, PARAMS
+  )
   assert isinstance(tx, optax.GradientTransformation)
   clip_only = optax.clip_by_global_norm(1.0)
   grads = jax.tree_util.tree_map(lambda p: 100 * jnp.ones_like(p), PARAMS)
@@ -51,10 +67,13 @@ def test_clipping_bounds_the_update_norm():
   assert float(optax.tree.norm(clipped)) == pytest.approx(1.0, rel=1e-5)
 
 
-@pytest.mark.parametrize("schedule,expected", [
+@pytest.mark.parametrize(
+  "schedule,expected",
+  [
     ("constant", [1.0, 1.0, 1.0]),
     ("warmup_constant", [0.0, 1.0, 1.0]),
-])
+  ],
+)
 def test_schedules(schedule, expected):
   fn = optimizers.make_schedule(_config(learning_rate=1.0, schedule=schedule, warmup_steps=5), 20)
   np.testing.assert_allclose([fn(0), fn(5), fn(19)], expected, atol=1e-6)
@@ -62,15 +81,20 @@ def test_schedules(schedule, expected):
 
 def test_cosine_schedules_decay_to_the_end_factor():
   for schedule in ("cosine", "warmup_cosine"):
-    fn = optimizers.make_schedule(_config(learning_rate=1.0, schedule=schedule, warmup_steps=2,
-                                          end_learning_rate_factor=0.1), 20)
+    fn = optimizers.make_schedule(
+      _config(learning_rate=1.0, schedule=schedule, warmup_steps=2, end_learning_rate_factor=0.1),
+      20,
+    )
     assert float(fn(20)) == pytest.approx(0.1, abs=1e-6)
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("name", "sgd", "config.optimizer.name = 'sgd'"),
     ("schedule", "linear", "config.optimizer.schedule = 'linear'"),
-])
+  ],
+)
 def test_bad_names_are_refused(field, value, message):
   with pytest.raises(ValueError, match=message):
     optimizers.make_optimizer(_config(**{field: value}), 10, PARAMS)

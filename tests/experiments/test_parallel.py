@@ -20,7 +20,8 @@ def test_indivisible_global_batch_is_refused_with_the_device_count():
   mesh = parallel.make_mesh()
   if mesh.size == 1:
     assert parallel.host_batch_size(5, mesh) == 5
-    pytest.skip("needs more than one device to be indivisible (test_train's 8-device run covers "
-                "it)")
+    pytest.skip(
+      "needs more than one device to be indivisible (test_train's 8-device run covers it)"
+    )
   with pytest.raises(ValueError, match=f"not divisible by the number of devices, {mesh.size}"):
     parallel.host_batch_size(mesh.size + 1, mesh)

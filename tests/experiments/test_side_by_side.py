@@ -23,11 +23,24 @@ class _Lines(SideBySide):
 
 
 def _config(models=("narrow", "wide")):
-  return ml_collections.ConfigDict({
-      "models": models, "num_train_steps": 10,
-      "optimizer": {"name": "adam", "learning_rate": 0.1, "schedule": "constant",
-                    "warmup_steps": 0, "end_learning_rate_factor": 0.0, "weight_decay": 0.0,
-                    "grad_clip_norm": 0.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8}})
+  return ml_collections.ConfigDict(
+    {
+      "models": models,
+      "num_train_steps": 10,
+      "optimizer": {
+        "name": "adam",
+        "learning_rate": 0.1,
+        "schedule": "constant",
+        "warmup_steps": 0,
+        "end_learning_rate_factor": 0.0,
+        "weight_decay": 0.0,
+        "grad_clip_norm": 0.0,
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+      },
+    }
+  )
 
 
 def test_model_names_parse_and_validate():

@@ -20,6 +20,7 @@ def data_dir(tmp_path_factory):
 
 def _length_generalisation(data_dir):
   from experiments.studies.length_generalisation.configs import digits
+
   c = digits.get_config()
   c.data.data_dir = data_dir
   c.data.image_size = 16
@@ -33,6 +34,7 @@ def _length_generalisation(data_dir):
 
 def _tradeoff(data_dir):
   from experiments.studies.tradeoff.configs import digits
+
   c = digits.get_config()
   c.data.data_dir = data_dir
   c.batch_size = 8
@@ -45,7 +47,8 @@ def test_methods_work_in_any_order(study, data_dir):
     config = tiny_icl(icl_config("linear_regression", "cpu"), models=("mamba", "s4d"))
   else:
     config = {"length_generalisation": _length_generalisation, "tradeoff": _tradeoff}[study](
-        data_dir)
+      data_dir
+    )
   assert config.study == study
   mesh = parallel.make_mesh()
   made = studies.make_task(config, mesh)
@@ -63,5 +66,6 @@ def test_methods_work_in_any_order(study, data_dir):
 
 def test_unknown_study_is_refused():
   from ml_collections import ConfigDict
+
   with pytest.raises(ValueError, match="config.study = 'reconstruction'"):
     studies.make_task(ConfigDict({"study": "reconstruction"}), parallel.make_mesh())

@@ -16,5 +16,6 @@ def tiny_config(**overrides):
 
 
 def assert_close(actual, expected, rtol=RTOL, atol=ATOL):
-  np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
-                             rtol=rtol, atol=atol)
+  np.testing.assert_allclose(
+    np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=rtol, atol=atol
+  )

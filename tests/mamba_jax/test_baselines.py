@@ -14,10 +14,19 @@ def _baseline(name):
   if name == "transformer":
     return CausalTransformer(3, 2, d_model=16, n_layers=2, n_heads=4, rngs=nnx.Rngs(0))
   if name == "transformer_positions":
-    return CausalTransformer(3, 2, d_model=16, n_layers=2, n_heads=4, positional_embeddings=True,
-                             max_length=16, rngs=nnx.Rngs(0))
-  return S4DModel(3, 2, d_model=8, n_layers=2, d_state=4, n_groups=2, dt_min=0.05, dt_max=0.5,
-                  rngs=nnx.Rngs(0))
+    return CausalTransformer(
+      3,
+      2,
+      d_model=16,
+      n_layers=2,
+      n_heads=4,
+      positional_embeddings=True,
+      max_length=16,
+      rngs=nnx.Rngs(0),
+    )
+  return S4DModel(
+    3, 2, d_model=8, n_layers=2, d_state=4, n_groups=2, dt_min=0.05, dt_max=0.5, rngs=nnx.Rngs(0)
+  )
 
 
 NAMES = ["transformer", "transformer_positions", "s4d"]
@@ -49,8 +58,9 @@ def test_positional_embeddings_are_optional():
   assert_close(plain(x)[:, 5], plain(swapped)[:, 5])
   assert np.abs(np.asarray(positions(x)[:, 5] - positions(swapped)[:, 5])).max() > 1e-4
   with pytest.raises(ValueError, match="max_length"):
-    CausalTransformer(3, 2, d_model=16, n_layers=1, n_heads=4, positional_embeddings=True,
-                      rngs=nnx.Rngs(0))
+    CausalTransformer(
+      3, 2, d_model=16, n_layers=1, n_heads=4, positional_embeddings=True, rngs=nnx.Rngs(0)
+    )
 
 
 def test_s4d_layer_is_a_time_invariant_convolution():

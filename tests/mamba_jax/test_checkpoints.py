@@ -75,12 +75,15 @@ def tiny(**overrides):
 
 
 @pytest.mark.parametrize("format", ["hf", "mamba_ssm"])
-@pytest.mark.parametrize("overrides", [
+@pytest.mark.parametrize(
+  "overrides",
+  [
     dict(),
     dict(tie_embeddings=False, bias=True, conv_bias=False, dt_rank=3, expand=3),
     dict(param_dtype=jnp.bfloat16, dtype=jnp.bfloat16, residual_in_fp32=False),
     dict(scan_layers=True, vocab_size=64),
-])
+  ],
+)
 def test_load_of_save_is_the_identity(tmp_path, format, overrides):
   config = tiny(**overrides)
   model = random_model(config)
@@ -112,10 +115,12 @@ def test_files_and_names_of_each_format(tmp_path):
   conv = hf_tensors["backbone.layers.0.mixer.conv1d.weight"]
   assert conv.shape == (32, 1, 3)
   np.testing.assert_array_equal(conv[:, 0], mixer.conv1d.weight[...])
-  np.testing.assert_array_equal(hf_tensors["backbone.layers.0.mixer.in_proj.weight"],
-                                np.asarray(mixer.in_proj.kernel[...]).T)
-  np.testing.assert_array_equal(hf_tensors["backbone.layers.0.mixer.dt_proj.bias"],
-                                mixer.dt_bias[...])
+  np.testing.assert_array_equal(
+    hf_tensors["backbone.layers.0.mixer.in_proj.weight"], np.asarray(mixer.in_proj.kernel[...]).T
+  )
+  np.testing.assert_array_equal(
+    hf_tensors["backbone.layers.0.mixer.dt_proj.bias"], mixer.dt_bias[...]
+  )
 
 
 def test_sharded_safetensors_and_a_weights_file_path(tmp_path):
@@ -131,8 +136,10 @@ def test_sharded_safetensors_and_a_weights_file_path(tmp_path):
     np.testing.assert_array_equal(params_of(loaded)[path], value)
     np.testing.assert_array_equal(params_of(from_file)[path], value)
   save_pretrained(model, tmp_path / "sharded")  # a later save replaces the shards
-  assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == ["config.json",
-                                                                     "model.safetensors"]
+  assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == [
+    "config.json",
+    "model.safetensors",
+  ]
 
 
 @pytest.mark.parametrize("stored", [jnp.bfloat16, jnp.float16])
@@ -146,19 +153,42 @@ def test_half_precision_weights_load_into_param_dtype(tmp_path, stored):
     assert mixer.in_proj.kernel[...].dtype == param_dtype
     assert mixer.A_log[...].dtype == mixer.D[...].dtype == mixer.dt_bias[...].dtype == jnp.float32
     np.testing.assert_array_equal(
-        np.asarray(loaded.embedding.embedding[...], np.float32),
-        np.asarray(model.embedding.embedding[...].astype(param_dtype), np.float32))
+      np.asarray(loaded.embedding.embedding[...], np.float32),
+      np.asarray(model.embedding.embedding[...].astype(param_dtype), np.float32),
+    )
 
 
 def test_published_130m_configs_give_the_published_model():
   """The config.json files of state-spaces/mamba-130m and mamba-130m-hf, as published."""
-  ssm = {"d_model": 768, "n_layer": 24, "vocab_size": 50277, "ssm_cfg": {}, "rms_norm": True,
-         "residual_in_fp32": True, "fused_add_norm": True, "pad_vocab_size_multiple": 8}
-  hf = {"architectures": ["MambaForCausalLM"], "model_type": "mamba", "hidden_size": 768,
-        "num_hidden_layers": 24, "n_layer": 24, "state_size": 16, "expand": 2,
-        "conv_kernel": 4, "time_step_rank": 48, "vocab_size": 50280, "use_bias": False,
-        "use_conv_bias": True, "layer_norm_epsilon": 1e-5, "residual_in_fp32": True,
-        "pad_vocab_size_multiple": 8, "fused_add_norm": True, "rms_norm": True}
+  ssm = {
+    "d_model": 768,
+    "n_layer": 24,
+    "vocab_size": 50277,
+    "ssm_cfg": {},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": True,
+    "pad_vocab_size_multiple": 8,
+  }
+  hf = {
+    "architectures": ["MambaForCausalLM"],
+    "model_type": "mamba",
+    "hidden_size": 768,
+    "num_hidden_layers": 24,
+    "n_layer": 24,
+    "state_size": 16,
+    "expand": 2,
+    "conv_kernel": 4,
+    "time_step_rank": 48,
+    "vocab_size": 50280,
+    "use_bias": False,
+    "use_conv_bias": True,
+    "layer_norm_epsilon": 1e-5,
+    "residual_in_fp32": True,
+    "pad_vocab_size_multiple": 8,
+    "fused_add_norm": True,
+    "rms_norm": True,
+  }
   for raw in (ssm, hf):
     config = checkpoints.config_from_dict(raw)
     model = nnx.eval_shape(lambda c=config: MambaLM(c, rngs=nnx.Rngs(0)))
@@ -208,29 +238,35 @@ def test_every_bad_tensor_is_named_with_its_expected_shape(saved):
     del tensors["backbone.layers.1.mixer.D"]
     tensors["backbone.layers.0.mixer.x_proj.weight"] = np.zeros((7, 32), np.float32)
     tensors["backbone.layers.0.mixer.extra.weight"] = np.zeros((2,), np.float32)
+
   rewrite_tensors(saved, damage)
   with pytest.raises(ValueError) as error:
     load_pretrained(saved)
   message = str(error.value)
   assert "nothing was loaded" in message
   assert "missing tensor 'backbone.layers.1.mixer.D': expected shape (32,)" in message
-  assert ("tensor 'backbone.layers.0.mixer.x_proj.weight' has shape (7, 32); expected (9, 32)"
-          in message)
+  assert (
+    "tensor 'backbone.layers.0.mixer.x_proj.weight' has shape (7, 32); expected (9, 32)" in message
+  )
   assert "unknown tensor 'backbone.layers.0.mixer.extra.weight' (shape (2,))" in message
 
 
 def test_an_untied_head_under_a_tied_config_is_refused(saved):
   def add_head(tensors):
     tensors["lm_head.weight"] = tensors["backbone.embeddings.weight"] + 1
+
   rewrite_tensors(saved, add_head)
   with pytest.raises(ValueError, match="'lm_head.weight' differs from the embedding"):
     load_pretrained(saved)
 
 
-@pytest.mark.parametrize("raw_update", [
+@pytest.mark.parametrize(
+  "raw_update",
+  [
     {"model_type": "mamba2", "architectures": ["Mamba2ForCausalLM"]},
     {"model_type": None, "d_model": 16, "n_layer": 2, "ssm_cfg": {"layer": "Mamba2"}},
-])
+  ],
+)
 def test_a_mamba2_config_is_refused(saved, raw_update):
   raw = json.loads((saved / "config.json").read_text())
   raw.update(raw_update)
@@ -244,15 +280,19 @@ def test_a_mamba2_config_is_refused(saved, raw_update):
 def test_mamba2_tensors_are_refused_whatever_the_config_says(saved):
   def mamba2(tensors):
     tensors["backbone.layers.0.mixer.dt_bias"] = np.zeros((4,), np.float32)
+
   rewrite_tensors(saved, mamba2)
   with pytest.raises(ValueError, match=r"Mamba-2 checkpoint \(tensor .*dt_bias"):
     load_pretrained(saved)
 
 
-@pytest.mark.parametrize("raw_update, match", [
+@pytest.mark.parametrize(
+  "raw_update, match",
+  [
     ({"model_type": "falcon_mamba"}, "not a Mamba-1 language model"),
     ({"hidden_act": "gelu"}, "hidden_act"),
-])
+  ],
+)
 def test_other_architectures_are_refused(saved, raw_update, match):
   raw = json.loads((saved / "config.json").read_text())
   raw.update(raw_update)
@@ -261,12 +301,15 @@ def test_other_architectures_are_refused(saved, raw_update, match):
     load_pretrained(saved)
 
 
-@pytest.mark.parametrize("raw_update, match", [
+@pytest.mark.parametrize(
+  "raw_update, match",
+  [
     ({"rms_norm": False}, "LayerNorm"),
     ({"d_intermediate": 128}, "MLP"),
     ({"attn_layer_idx": [1]}, "attention"),
     ({"ssm_cfg": {"headdim": 64}}, "headdim"),
-])
+  ],
+)
 def test_mamba_ssm_variants_mamba_jax_lacks_are_refused(raw_update, match):
   raw = {"d_model": 16, "n_layer": 2, "vocab_size": 50, **raw_update}
   with pytest.raises(ValueError, match=match):
@@ -282,8 +325,12 @@ def test_architecture_overrides_and_unsavable_models_are_refused(tmp_path, saved
   with pytest.raises(ValueError, match="format"):
     save_pretrained(random_model(tiny()), tmp_path / "x", format="gguf")
   with pytest.raises(ValueError, match="rms_norm_eps"):
-    save_pretrained(random_model(tiny(rms_norm_eps=1e-6)), tmp_path / "y",
-                    format="mamba_ssm", safe_serialization=True)
+    save_pretrained(
+      random_model(tiny(rms_norm_eps=1e-6)),
+      tmp_path / "y",
+      format="mamba_ssm",
+      safe_serialization=True,
+    )
 
 
 def test_init_only_fields_a_format_cannot_keep_are_warned_about(tmp_path):
@@ -317,8 +364,15 @@ def hf_model():
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   config = transformers.MambaConfig(
-      vocab_size=VOCAB, hidden_size=D_MODEL, num_hidden_layers=N_LAYERS, state_size=16,
-      bos_token_id=None, eos_token_id=None, pad_token_id=None, use_cache=True)
+    vocab_size=VOCAB,
+    hidden_size=D_MODEL,
+    num_hidden_layers=N_LAYERS,
+    state_size=16,
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=None,
+    use_cache=True,
+  )
   torch.manual_seed(0)
   model = transformers.MambaForCausalLM(config).eval()
   with torch.no_grad():
@@ -341,6 +395,7 @@ def tokens():
 
 def hf_logits(hf_model, tokens):
   import torch
+
   with torch.no_grad():
     return hf_model(torch.as_tensor(tokens), use_cache=False).logits.numpy()
 
@@ -349,11 +404,18 @@ def hf_greedy(hf_model, prompt, max_new_tokens=20):
   """(new tokens (batch, n), the logits of each step (n, batch, vocab)) from transformers'
   cached, step-by-step decoding."""
   import torch
+
   with torch.no_grad():
-    out = hf_model.generate(torch.as_tensor(prompt), attention_mask=torch.ones(prompt.shape),
-                            max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
-                            do_sample=False, output_logits=True, return_dict_in_generate=True)
-  new = out.sequences[:, prompt.shape[1]:].numpy()
+    out = hf_model.generate(
+      torch.as_tensor(prompt),
+      attention_mask=torch.ones(prompt.shape),
+      max_new_tokens=max_new_tokens,
+      min_new_tokens=max_new_tokens,
+      do_sample=False,
+      output_logits=True,
+      return_dict_in_generate=True,
+    )
+  new = out.sequences[:, prompt.shape[1] :].numpy()
   return new, np.stack([logits.numpy() for logits in out.logits])
 
 
@@ -364,8 +426,9 @@ def assert_matches_transformers(model, hf_model, tokens):
   assert max_relative_error(logits[..., :vocab], hf_logits(hf_model, tokens)) <= MAX_RELATIVE_ERROR
   prompt = tokens[:, :6]
   expected_tokens, expected_logits = hf_greedy(hf_model, prompt)
-  np.testing.assert_array_equal(mamba_jax.generate(model, jnp.asarray(prompt), 20,
-                                                   temperature=0.0), expected_tokens)
+  np.testing.assert_array_equal(
+    mamba_jax.generate(model, jnp.asarray(prompt), 20, temperature=0.0), expected_tokens
+  )
   step_logits, cache = decode.prefill(model, jnp.asarray(prompt))
   step_logits, one_step = [step_logits[:, -1]], nnx.jit(decode.step)
   for token in expected_tokens.T[:-1]:
@@ -387,6 +450,7 @@ def test_transformers_checkpoint_matches_transformers(hf_model, hf_dir, tokens):
 
 def test_sharded_and_torch_files_written_by_transformers(hf_model, hf_dir, tmp_path, tokens):
   import torch
+
   hf_model.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
   assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
   (tmp_path / "bin").mkdir()
@@ -403,6 +467,7 @@ def test_half_precision_transformers_checkpoint(hf_model, tmp_path):
   import copy
 
   import torch
+
   half = copy.deepcopy(hf_model).to(torch.bfloat16)
   half.save_pretrained(tmp_path)
   _, model = load_pretrained(tmp_path)
@@ -416,6 +481,7 @@ def mamba_ssm_checkpoint(hf_model, directory):
   (backbone.embeddings <-> backbone.embedding, the tied lm_head stored too), the vocabulary
   padded to a multiple of 8 and config.json in mamba_ssm's schema."""
   import torch
+
   state = dict(hf_model.state_dict())
   embedding = state.pop("backbone.embeddings.weight")
   padded = torch.cat([embedding, torch.zeros(104 - VOCAB, D_MODEL)])
@@ -423,9 +489,17 @@ def mamba_ssm_checkpoint(hf_model, directory):
   state["lm_head.weight"] = padded
   directory.mkdir()
   torch.save(state, directory / "pytorch_model.bin")
-  config = {"d_model": D_MODEL, "n_layer": N_LAYERS, "vocab_size": VOCAB,
-            "ssm_cfg": {"d_state": 16}, "rms_norm": True, "residual_in_fp32": True,
-            "fused_add_norm": True, "pad_vocab_size_multiple": 8, "tie_embeddings": True}
+  config = {
+    "d_model": D_MODEL,
+    "n_layer": N_LAYERS,
+    "vocab_size": VOCAB,
+    "ssm_cfg": {"d_state": 16},
+    "rms_norm": True,
+    "residual_in_fp32": True,
+    "fused_add_norm": True,
+    "pad_vocab_size_multiple": 8,
+    "tie_embeddings": True,
+  }
   (directory / "config.json").write_text(json.dumps(config))
 
 
@@ -447,8 +521,9 @@ def test_transformers_loads_what_mamba_jax_saves(tmp_path, format, tokens):
   else:  # mamba_ssm's files: the published mapping back to transformers' names
     state = torch.load(tmp_path / "pytorch_model.bin", weights_only=True)
     state["backbone.embeddings.weight"] = state.pop("backbone.embedding.weight")
-    config = transformers.MambaConfig(vocab_size=104, hidden_size=D_MODEL,
-                                      num_hidden_layers=N_LAYERS)
+    config = transformers.MambaConfig(
+      vocab_size=104, hidden_size=D_MODEL, num_hidden_layers=N_LAYERS
+    )
     hf = transformers.MambaForCausalLM(config).eval()
     hf.load_state_dict(state)
   assert hf.config.vocab_size == 104

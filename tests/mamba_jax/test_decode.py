@@ -14,8 +14,9 @@ LENGTH = 10
 
 
 def _model(kind, discretization):
-  config = tiny_config(discretization=discretization, length_ref=6.0, vocab_size=13,
-                       dt_min=0.05, dt_max=0.5)
+  config = tiny_config(
+    discretization=discretization, length_ref=6.0, vocab_size=13, dt_min=0.05, dt_max=0.5
+  )
   if kind == "continuous":
     model = MambaModel(config, 3, 2, rngs=nnx.Rngs(0))
     inputs = jax.random.normal(jax.random.key(1), (2, LENGTH, 3))
@@ -69,7 +70,9 @@ def test_prefill_of_padded_prompts_continues_each_prompt():
   _, cache = model.prefill(inputs[:, :6], lengths=lengths)
   out, _ = model.step(inputs[:, 7], cache)
   for b in range(2):
-    sequence = jnp.concatenate([inputs[b:b + 1, :int(lengths[b])], inputs[b:b + 1, 7:8]], axis=1)
+    sequence = jnp.concatenate(
+      [inputs[b : b + 1, : int(lengths[b])], inputs[b : b + 1, 7:8]], axis=1
+    )
     assert_close(out[b], forward(model, sequence)[0, -1])
 
 
@@ -84,9 +87,9 @@ def test_length_adaptive_decode_needs_the_length_up_front():
 def _greedy_by_forward(model, prompt, n, L):
   tokens = prompt
   for _ in range(n):
-    logits = forward_at_length(model, tokens, L)[:, -1, :model.config.vocab_size]
+    logits = forward_at_length(model, tokens, L)[:, -1, : model.config.vocab_size]
     tokens = jnp.concatenate([tokens, jnp.argmax(logits, -1)[:, None]], axis=1)
-  return tokens[:, prompt.shape[1]:]
+  return tokens[:, prompt.shape[1] :]
 
 
 forward_at_length = nnx.jit(lambda model, inputs, L: model(inputs, sequence_length=L))
@@ -101,16 +104,18 @@ def test_greedy_generate_equals_greedy_decoding_by_forward(discretization):
   assert generated.shape == (2, 5) and generated.dtype == jnp.int32
   np.testing.assert_array_equal(generated, expected)
   np.testing.assert_array_equal(
-      decode.generate(model, prompt, 5, temperature=1.0, top_k=1, rng=jax.random.key(3)),
-      expected)
+    decode.generate(model, prompt, 5, temperature=1.0, top_k=1, rng=jax.random.key(3)), expected
+  )
 
 
 def test_generate_compiles_once_and_never_samples_vocab_padding():
   model, prompt = _model("tokens", "fixed")
   model.embedding.embedding[...] = model.embedding.embedding[...].at[13:].set(5.0)  # tempting pad
   decode._generate.clear_cache()
-  draws = [decode.generate(model, prompt, 40, temperature=t, rng=jax.random.key(i))
-           for i, t in enumerate((3.0, 2.0, 1.0))]
+  draws = [
+    decode.generate(model, prompt, 40, temperature=t, rng=jax.random.key(i))
+    for i, t in enumerate((3.0, 2.0, 1.0))
+  ]
   assert decode._generate._cache_size() == 1
   draws = np.stack(draws)
   assert draws.max() < 13 and len(np.unique(draws)) > 5
@@ -122,8 +127,10 @@ def test_generate_compiles_once_and_never_samples_vocab_padding():
 
 def test_generate_argument_errors():
   model, prompt = _model("tokens", "fixed")
-  for kwargs, field in ((dict(max_new_tokens=0), "max_new_tokens"),
-                        (dict(max_new_tokens=3, top_k=0), "top_k"),
-                        (dict(max_new_tokens=3, temperature=-1.0), "temperature")):
+  for kwargs, field in (
+    (dict(max_new_tokens=0), "max_new_tokens"),
+    (dict(max_new_tokens=3, top_k=0), "top_k"),
+    (dict(max_new_tokens=3, temperature=-1.0), "temperature"),
+  ):
     with pytest.raises(ValueError, match=field):
       decode.generate(model, prompt, **kwargs)

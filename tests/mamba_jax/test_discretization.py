@@ -64,8 +64,11 @@ def test_length_adaptive_equals_fixed_at_init():
   adaptive = MambaModel(_adaptive(), 3, 2, rngs=nnx.Rngs(0))
   fixed_params = nnx.state(fixed, nnx.Param)
   adaptive_params = nnx.state(adaptive, nnx.Param)
-  jax.tree.map(np.testing.assert_array_equal, fixed_params,
-               nnx.filter_state(adaptive_params, lambda path, _: path[-1] != "alpha"))
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    fixed_params,
+    nnx.filter_state(adaptive_params, lambda path, _: path[-1] != "alpha"),
+  )
   lengths = jnp.array([11, 6])
   np.testing.assert_array_equal(fixed(x, lengths), adaptive(x, lengths))
   np.testing.assert_array_equal(fixed(x), adaptive(x, sequence_length=1000))
@@ -79,7 +82,8 @@ def test_length_adaptive_outputs_change_with_length_once_alpha_is_set():
   _set_alpha(model, 1.0)
   short, long = model(x, sequence_length=8), model(x, sequence_length=64)
   assert np.abs(np.asarray(short - long)).max() > 1e-3
-  np.testing.assert_array_equal(model(x, sequence_length=16),
-                                MambaModel(tiny_config(**steps), 3, 2, rngs=nnx.Rngs(0))(x))
+  np.testing.assert_array_equal(
+    model(x, sequence_length=16), MambaModel(tiny_config(**steps), 3, 2, rngs=nnx.Rngs(0))(x)
+  )
   # L defaults to the valid length: the same valid prefix under two different lengths differs.
   assert np.abs(np.asarray(model(x, jnp.array([6, 11]))[0, :6] - model(x)[0, :6])).max() > 1e-3

@@ -63,10 +63,23 @@ def printed_ids(output, label):
 def test_command_with_a_text_prompt(model, checkpoint_with_tokenizer):
   """The real command line, in a fresh interpreter."""
   result = subprocess.run(
-      [sys.executable, "-m", "mamba_jax.generate", "--checkpoint", str(checkpoint_with_tokenizer),
-       "--prompt", "the cat sat on the", "--max_new_tokens", "6"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600,
-      env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    [
+      sys.executable,
+      "-m",
+      "mamba_jax.generate",
+      "--checkpoint",
+      str(checkpoint_with_tokenizer),
+      "--prompt",
+      "the cat sat on the",
+      "--max_new_tokens",
+      "6",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert result.returncode == 0, result.stderr
   assert printed_ids(result.stdout, "prompt") == [1, 2, 3, 4, 1]
   new = printed_ids(result.stdout, "new")
@@ -78,8 +91,10 @@ def test_command_with_a_text_prompt(model, checkpoint_with_tokenizer):
 
 def test_token_ids_without_a_tokenizer(model, checkpoint, capsys):
   from mamba_jax.generate import main
-  assert main(["--checkpoint", str(checkpoint), "--prompt_ids", "4,5,6",
-               "--max_new_tokens", "4"]) == 0
+
+  assert (
+    main(["--checkpoint", str(checkpoint), "--prompt_ids", "4,5,6", "--max_new_tokens", "4"]) == 0
+  )
   output = capsys.readouterr().out
   assert printed_ids(output, "new") == greedy(model, [4, 5, 6], 4)
   assert "tokens/s" in output and "text:" not in output
@@ -87,27 +102,52 @@ def test_token_ids_without_a_tokenizer(model, checkpoint, capsys):
 
 def test_sampling_options_are_passed_on(model, checkpoint, capsys):
   from mamba_jax.generate import main
-  main(["--checkpoint", str(checkpoint), "--prompt_ids", "7,8", "--max_new_tokens", "5",
-        "--temperature", "0.8", "--top_k", "3", "--seed", "11"])
-  expected = decode.generate(model, jnp.asarray([[7, 8]]), 5, temperature=0.8, top_k=3,
-                             rng=jax.random.key(11))
+
+  main(
+    [
+      "--checkpoint",
+      str(checkpoint),
+      "--prompt_ids",
+      "7,8",
+      "--max_new_tokens",
+      "5",
+      "--temperature",
+      "0.8",
+      "--top_k",
+      "3",
+      "--seed",
+      "11",
+    ]
+  )
+  expected = decode.generate(
+    model, jnp.asarray([[7, 8]]), 5, temperature=0.8, top_k=3, rng=jax.random.key(11)
+  )
   assert printed_ids(capsys.readouterr().out, "new") == np.asarray(expected)[0].tolist()
 
 
-@pytest.mark.parametrize("argv, message", [
+@pytest.mark.parametrize(
+  "argv, message",
+  [
     (["--prompt", "the cat"], r"tokenizer\.json.*--prompt_ids"),
     (["--prompt_ids", "1,99"], r"ids \[99\].*0\.\.49"),
-])
+  ],
+)
 def test_bad_prompts_say_what_to_do(checkpoint, argv, message):
   from mamba_jax.generate import main
+
   with pytest.raises(SystemExit, match=message):
     main(["--checkpoint", str(checkpoint), *argv])
 
 
 def test_argument_errors(checkpoint):
   from mamba_jax.generate import parse_args
-  for argv in (["--prompt_ids", "1,x"], ["--prompt_ids", "1", "--max_new_tokens", "0"],
-               ["--prompt", "a", "--prompt_ids", "1"], []):
+
+  for argv in (
+    ["--prompt_ids", "1,x"],
+    ["--prompt_ids", "1", "--max_new_tokens", "0"],
+    ["--prompt", "a", "--prompt_ids", "1"],
+    [],
+  ):
     with pytest.raises(SystemExit):
       parse_args(["--checkpoint", str(checkpoint), *argv])
 
@@ -119,5 +159,6 @@ def test_the_function_survives_an_import_of_the_module(model):
   expected = decode.generate(model, prompt, 4, temperature=0.0)
   np.testing.assert_array_equal(mamba_jax.generate(model, prompt, 4, temperature=0.0), expected)
   from mamba_jax import generate
+
   np.testing.assert_array_equal(generate(model, prompt, 4, temperature=0.0), expected)
   assert "generate" in mamba_jax.__all__

@@ -24,9 +24,17 @@ def test_causal_conv_matches_lax_conv():
   x = jax.random.normal(jax.random.key(1), (2, 9, 6))
   # Cross-correlation with left padding K-1, depthwise: the PyTorch Conv1d(groups=C) semantics.
   kernel = conv.weight[...].T[:, None, :]  # (K, 1, C) as (W, I, O)
-  expected = jax.lax.conv_general_dilated(
-      x, kernel, window_strides=(1,), padding=[(3, 0)], dimension_numbers=("NWC", "WIO", "NWC"),
-      feature_group_count=6) + conv.bias[...]
+  expected = (
+    jax.lax.conv_general_dilated(
+      x,
+      kernel,
+      window_strides=(1,),
+      padding=[(3, 0)],
+      dimension_numbers=("NWC", "WIO", "NWC"),
+      feature_group_count=6,
+    )
+    + conv.bias[...]
+  )
   assert_close(conv(x), expected, rtol=1e-6, atol=1e-6)
 
 
@@ -49,8 +57,9 @@ def test_conv_init_is_pytorch_default():
 
 
 def test_torch_linear_init_bounds_and_zero_bias():
-  layer = torch_linear(64, 512, use_bias=True, dtype=jnp.float32, param_dtype=jnp.float32,
-                       rngs=nnx.Rngs(0), scale=0.5)
+  layer = torch_linear(
+    64, 512, use_bias=True, dtype=jnp.float32, param_dtype=jnp.float32, rngs=nnx.Rngs(0), scale=0.5
+  )
   kernel = np.asarray(layer.kernel[...])
   assert kernel.shape == (64, 512)
   assert 0.99 * 0.5 / 8 < np.abs(kernel).max() <= 0.5 / 8

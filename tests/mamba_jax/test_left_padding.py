@@ -17,17 +17,18 @@ LENGTH = 9
 def _check(model, x, **call):
   """Example b gets max(PADS) - PADS[b] garbage steps before it and PADS[b] after it (cut off
   by lengths); its outputs must equal the unpadded run."""
-  padded = np.array(jax.random.normal(jax.random.PRNGKey(7), (len(PADS), LENGTH + max(PADS),
-                                                                x.shape[-1])))
+  padded = np.array(
+    jax.random.normal(jax.random.PRNGKey(7), (len(PADS), LENGTH + max(PADS), x.shape[-1]))
+  )
   for b, pad in enumerate(PADS):
-    padded[b, max(PADS) - pad:max(PADS) - pad + LENGTH] = x[b]
-    padded[b, max(PADS) + LENGTH - pad:] = 0  # right padding, cut off by lengths
+    padded[b, max(PADS) - pad : max(PADS) - pad + LENGTH] = x[b]
+    padded[b, max(PADS) + LENGTH - pad :] = 0  # right padding, cut off by lengths
   left = jnp.asarray([max(PADS) - pad for pad in PADS])
   lengths = left + LENGTH
   out = model(jnp.asarray(padded), lengths=lengths, left_pad=left, **call)
   for b in range(len(PADS)):
-    alone = model(x[b:b + 1], **call)
-    assert_close(out[b, int(left[b]):int(lengths[b])], alone[0])
+    alone = model(x[b : b + 1], **call)
+    assert_close(out[b, int(left[b]) : int(lengths[b])], alone[0])
 
 
 @pytest.mark.parametrize("discretization", ["fixed", "length_adaptive"])
@@ -51,8 +52,16 @@ def test_mamba_left_padding_default_length_is_the_valid_count():
 
 @pytest.mark.parametrize("positional", [False, True])
 def test_transformer_left_padding(positional):
-  model = CausalTransformer(3, 2, d_model=8, n_layers=2, n_heads=2,
-                            positional_embeddings=positional, max_length=32, rngs=nnx.Rngs(0))
+  model = CausalTransformer(
+    3,
+    2,
+    d_model=8,
+    n_layers=2,
+    n_heads=2,
+    positional_embeddings=positional,
+    max_length=32,
+    rngs=nnx.Rngs(0),
+  )
   x = jax.random.normal(jax.random.PRNGKey(1), (len(PADS), LENGTH, 3))
   _check(model, x)
 

@@ -18,9 +18,12 @@ def test_130m_configuration_has_mamba_ssm_parameter_count():
   model = nnx.eval_shape(lambda: MambaLM(config, rngs=nnx.Rngs(0)))
   assert count_parameters(model) == 129_135_360
   assert model.embedding.embedding.shape == (50280, 768)
-  untied = nnx.eval_shape(lambda: MambaLM(
+  untied = nnx.eval_shape(
+    lambda: MambaLM(
       MambaConfig(d_model=768, n_layers=24, vocab_size=50280, tie_embeddings=False),
-      rngs=nnx.Rngs(0)))
+      rngs=nnx.Rngs(0),
+    )
+  )
   assert count_parameters(untied) == 129_135_360 + 50280 * 768
 
 
@@ -60,8 +63,9 @@ def test_continuous_model_shapes_and_residual_streams():
 @pytest.mark.parametrize("discretization", ["fixed", "length_adaptive"])
 @pytest.mark.parametrize("kind", ["continuous", "tokens"])
 def test_padding_changes_nothing_at_valid_positions(kind, discretization):
-  config = tiny_config(discretization=discretization, length_ref=8.0, vocab_size=20,
-                       dt_min=0.05, dt_max=0.5)
+  config = tiny_config(
+    discretization=discretization, length_ref=8.0, vocab_size=20, dt_min=0.05, dt_max=0.5
+  )
   if kind == "continuous":
     model = MambaModel(config, 3, 2, rngs=nnx.Rngs(0))
     inputs = jax.random.normal(jax.random.key(0), (3, 12, 3))
@@ -79,7 +83,7 @@ def test_padding_changes_nothing_at_valid_positions(kind, discretization):
   padded = jnp.where(valid, inputs, junk)
   out = model(padded, lengths)
   for b, length in enumerate([12, 7, 1]):
-    alone = model(inputs[b:b + 1, :length])[0]
+    alone = model(inputs[b : b + 1, :length])[0]
     assert_close(out[b, :length], alone)
 
 
@@ -91,13 +95,14 @@ def _running_mean_task(key, batch=16, length=12):
 
 def _train(model, steps, learning_rate, key):
   optimizer = nnx.Optimizer(
-      model, optax.adamw(learning_rate, weight_decay=0.01, mask=weight_decay_mask),
-      wrt=nnx.Param)
+    model, optax.adamw(learning_rate, weight_decay=0.01, mask=weight_decay_mask), wrt=nnx.Param
+  )
 
   @nnx.jit
   def train_step(model, optimizer, x, y):
     def loss_fn(model):
       return jnp.mean((model(x).astype(jnp.float32) - y) ** 2)
+
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss

@@ -23,8 +23,15 @@ N_LAYERS = 3
 
 
 def _config(scan_layers, **overrides):
-  fields = dict(n_layers=N_LAYERS, discretization="length_adaptive", length_ref=6.0,
-                vocab_size=13, dt_min=0.05, dt_max=0.5, scan_layers=scan_layers)
+  fields = dict(
+    n_layers=N_LAYERS,
+    discretization="length_adaptive",
+    length_ref=6.0,
+    vocab_size=13,
+    dt_min=0.05,
+    dt_max=0.5,
+    scan_layers=scan_layers,
+  )
   fields.update(overrides)
   return tiny_config(**fields)
 
@@ -32,8 +39,11 @@ def _config(scan_layers, **overrides):
 def _pair(kind="continuous", seed=0, **overrides):
   """(per-layer model, stacked model) with the same parameters: the stacked one is loaded from
   the per-layer one's state, whose length-adaptive alphas are set to non-zero values."""
-  build = ((lambda c, s: MambaModel(c, 3, 2, rngs=nnx.Rngs(s))) if kind == "continuous"
-           else (lambda c, s: MambaLM(c, rngs=nnx.Rngs(s))))
+  build = (
+    (lambda c, s: MambaModel(c, 3, 2, rngs=nnx.Rngs(s)))
+    if kind == "continuous"
+    else (lambda c, s: MambaLM(c, rngs=nnx.Rngs(s)))
+  )
   loop = build(_config(False, **overrides), seed)
   for index, layer in enumerate(loop.backbone.layers):
     alpha = layer.mixer.discretization.alpha
@@ -50,8 +60,11 @@ def _inputs(kind, length=9):
 
 
 def _assert_trees_close(actual, expected, **tolerance):
-  jax.tree.map(lambda a, e: np.testing.assert_allclose(np.asarray(a), np.asarray(e),
-                                                       **(tolerance or TIGHT)), actual, expected)
+  jax.tree.map(
+    lambda a, e: np.testing.assert_allclose(np.asarray(a), np.asarray(e), **(tolerance or TIGHT)),
+    actual,
+    expected,
+  )
 
 
 def test_auto_layout_and_same_initial_parameters_from_the_same_seed():
@@ -62,10 +75,8 @@ def test_auto_layout_and_same_initial_parameters_from_the_same_seed():
   assert not hasattr(scanned.backbone, "layers") and not hasattr(loop.backbone, "stacked_layers")
   assert scanned.backbone.stacked_layers.mixer.in_proj.kernel.shape == (N_LAYERS, 8, 32)
   assert count_parameters(loop) == count_parameters(scanned)
-  jax.tree.map(np.testing.assert_array_equal, stack_layers(nnx.state(loop)),
-               nnx.state(scanned))
-  jax.tree.map(np.testing.assert_array_equal, unstack_layers(nnx.state(scanned)),
-               nnx.state(loop))
+  jax.tree.map(np.testing.assert_array_equal, stack_layers(nnx.state(loop)), nnx.state(scanned))
+  jax.tree.map(np.testing.assert_array_equal, unstack_layers(nnx.state(scanned)), nnx.state(loop))
 
 
 @pytest.mark.parametrize("kind", ["continuous", "tokens"])
@@ -73,8 +84,12 @@ def test_same_outputs_with_lengths_left_pad_and_sequence_length(kind):
   loop, scanned = _pair(kind)
   inputs = _inputs(kind)
   lengths, left_pad = jnp.array([9, 5, 1]), jnp.array([0, 3, 8])
-  for kwargs in (dict(), dict(lengths=lengths), dict(left_pad=left_pad),
-                 dict(lengths=lengths, sequence_length=jnp.array([20.0, 7.0, 3.0]))):
+  for kwargs in (
+    dict(),
+    dict(lengths=lengths),
+    dict(left_pad=left_pad),
+    dict(lengths=lengths, sequence_length=jnp.array([20.0, 7.0, 3.0])),
+  ):
     np.testing.assert_allclose(scanned(inputs, **kwargs), loop(inputs, **kwargs), **TIGHT)
 
 
@@ -107,11 +122,13 @@ def test_same_loss_and_gradients(remat):
 def test_same_decode_with_stacked_caches(kind):
   loop, scanned = _pair(kind)
   inputs = _inputs(kind)
-  prefill = nnx.jit(lambda model, x: model.prefill(x, lengths=jnp.array([6, 4, 1]),
-                                                   sequence_length=12.0))
+  prefill = nnx.jit(
+    lambda model, x: model.prefill(x, lengths=jnp.array([6, 4, 1]), sequence_length=12.0)
+  )
   step = nnx.jit(lambda model, x, cache: model.step(x, cache))
-  (out_loop, cache_loop), (out_scanned, cache_scanned) = (prefill(m, inputs[:, :6])
-                                                          for m in (loop, scanned))
+  (out_loop, cache_loop), (out_scanned, cache_scanned) = (
+    prefill(m, inputs[:, :6]) for m in (loop, scanned)
+  )
   np.testing.assert_allclose(out_scanned, out_loop, **TIGHT)
   assert isinstance(cache_scanned.layers, LayerCache)
   assert cache_scanned.layers.ssm_state.shape == (N_LAYERS, 3, 16, 4)
@@ -125,8 +142,7 @@ def test_same_decode_with_stacked_caches(kind):
   assert jax.tree.map(jnp.shape, empty.layers) == jax.tree.map(jnp.shape, cache_scanned.layers)
   assert not any(np.any(np.asarray(x)) for x in jax.tree.leaves(empty.layers))
   if kind == "tokens":
-    generate = lambda model: decode.generate(model, inputs[:, :4], max_new_tokens=5,
-                                             temperature=0)
+    generate = lambda model: decode.generate(model, inputs[:, :4], max_new_tokens=5, temperature=0)
     tokens = generate(scanned)
     assert tokens.shape == (3, 5)
     np.testing.assert_array_equal(tokens, generate(loop))
@@ -140,8 +156,9 @@ def test_checkpoint_restores_under_its_own_layout_and_converts(tmp_path):
   fresh_loop = nnx.eval_shape(lambda: MambaModel(_config(False), 3, 2, rngs=nnx.Rngs(0)))
   restored = checkpointer.restore(tmp_path / "loop", nnx.state(fresh_loop, nnx.Param))
   jax.tree.map(np.testing.assert_array_equal, restored, nnx.state(loop, nnx.Param))
-  stacked_target = nnx.state(nnx.eval_shape(
-      lambda: MambaModel(_config(True), 3, 2, rngs=nnx.Rngs(0))), nnx.Param)
+  stacked_target = nnx.state(
+    nnx.eval_shape(lambda: MambaModel(_config(True), 3, 2, rngs=nnx.Rngs(0))), nnx.Param
+  )
   with pytest.raises(ValueError, match="stacked_layers"):  # restores only under its layout
     checkpointer.restore(tmp_path / "loop", stacked_target)
   fresh_scanned = MambaModel(_config(True), 3, 2, rngs=nnx.Rngs(9))
@@ -149,5 +166,4 @@ def test_checkpoint_restores_under_its_own_layout_and_converts(tmp_path):
   inputs = _inputs("continuous")
   np.testing.assert_allclose(fresh_scanned(inputs), loop(inputs), **TIGHT)
   pure = stack_layers(nnx.to_pure_dict(restored))  # plain nested dicts convert as well
-  jax.tree.map(np.testing.assert_array_equal, pure,
-               nnx.to_pure_dict(nnx.state(scanned, nnx.Param)))
+  jax.tree.map(np.testing.assert_array_equal, pure, nnx.to_pure_dict(nnx.state(scanned, nnx.Param)))

@@ -18,14 +18,30 @@ def test_wheel_contains_mamba_jax_and_kernels_only(tmp_path):
   for name in ("pyproject.toml", "README.md"):
     shutil.copy(ROOT / name, source / name)
   for name in LIBRARY + CHECKOUT_ONLY:
-    shutil.copytree(ROOT / name, source / name,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                  "--no-index", "-q", "-w", str(tmp_path / "dist"), str(source)], check=True)
+    shutil.copytree(
+      ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+  subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "pip",
+      "wheel",
+      "--no-deps",
+      "--no-build-isolation",
+      "--no-index",
+      "-q",
+      "-w",
+      str(tmp_path / "dist"),
+      str(source),
+    ],
+    check=True,
+  )
   (wheel,) = (tmp_path / "dist").glob("mamba_jax-*.whl")
   names = zipfile.ZipFile(wheel).namelist()
-  top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(
-      ".dist-info")}
+  top_level = {
+    name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")
+  }
   assert top_level == set(LIBRARY), top_level
   for package in LIBRARY:
     assert f"{package}/__init__.py" in names

@@ -13,14 +13,23 @@ from kernels.selective_scan.testing import (
   value_and_cotangents,
 )
 
-__all__ = ["CASES", "DIFFERENTIABLE", "TOLERANCES", "Case", "assert_close",
-           "assert_matches_reference", "run", "value_and_cotangents"]
+__all__ = [
+  "CASES",
+  "DIFFERENTIABLE",
+  "TOLERANCES",
+  "Case",
+  "assert_close",
+  "assert_matches_reference",
+  "run",
+  "value_and_cotangents",
+]
 
 
 def assert_close(actual, expected, dtype, what):
   tol = TOLERANCES[jnp.dtype(dtype)]
-  np.testing.assert_allclose(np.asarray(actual, np.float32), np.asarray(expected, np.float32),
-                             err_msg=what, **tol)
+  np.testing.assert_allclose(
+    np.asarray(actual, np.float32), np.asarray(expected, np.float32), err_msg=what, **tol
+  )
 
 
 def assert_matches_reference(case, implementation, options=None):

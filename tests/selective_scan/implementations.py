@@ -12,12 +12,14 @@ import pytest
 from kernels.selective_scan import PallasOptions, XlaOptions
 
 FAST = [
-    pytest.param("xla", XlaOptions(chunk_size=8, strategy="sequential"), id="xla-sequential"),
-    pytest.param("xla", XlaOptions(chunk_size=8, strategy="associative"), id="xla-associative"),
-    pytest.param("pallas", PallasOptions(interpret=True, backend="tpu", chunk_size=8),
-                 id="pallas-tpu-interpret"),
-    pytest.param("pallas", PallasOptions(interpret=True, backend="gpu", chunk_size=8),
-                 id="pallas-gpu-interpret"),
+  pytest.param("xla", XlaOptions(chunk_size=8, strategy="sequential"), id="xla-sequential"),
+  pytest.param("xla", XlaOptions(chunk_size=8, strategy="associative"), id="xla-associative"),
+  pytest.param(
+    "pallas", PallasOptions(interpret=True, backend="tpu", chunk_size=8), id="pallas-tpu-interpret"
+  ),
+  pytest.param(
+    "pallas", PallasOptions(interpret=True, backend="gpu", chunk_size=8), id="pallas-gpu-interpret"
+  ),
 ]
 if jax.default_backend() in ("gpu", "tpu"):
   FAST.append(pytest.param("pallas", PallasOptions(), id=f"pallas-native-{jax.default_backend()}"))

@@ -16,8 +16,9 @@ TINY = ["--cases=minimal_d_state_1", "--repeats=1"]
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU stand-in run")
 def test_command_checks_every_implementation_and_writes_the_report(tmp_path, capsys):
   out = tmp_path / "report.json"
-  status = check.main(["--interpret", *TINY, "--dtypes=float32", "--shapes=1x16x8x4",
-                       f"--out={out}"])
+  status = check.main(
+    ["--interpret", *TINY, "--dtypes=float32", "--shapes=1x16x8x4", f"--out={out}"]
+  )
   printed = capsys.readouterr().out
   report = json.loads(out.read_text())
   names = ["reference", "xla-sequential", "xla-associative", "pallas-interpret"]
@@ -55,14 +56,19 @@ def _failing(*args, **kwargs):
   raise RuntimeError("Mosaic failed to compile: lane offset not a multiple of 128")
 
 
-@pytest.mark.parametrize("run,reason", [
+@pytest.mark.parametrize(
+  "run,reason",
+  [
     (_wrong, "x the tolerance on minimal_d_state_1 bfloat16"),
-    (_failing, "error on minimal_d_state_1 bfloat16: RuntimeError: Mosaic failed to compile")])
+    (_failing, "error on minimal_d_state_1 bfloat16: RuntimeError: Mosaic failed to compile"),
+  ],
+)
 def test_a_wrong_or_broken_implementation_fails(monkeypatch, tmp_path, run, reason):
   monkeypatch.setitem(api.REGISTRY, "xla", api.Implementation("xla", api.XlaOptions, run, "test"))
   out = tmp_path / "report.json"
-  status = check.main([*TINY, "--dtypes=bfloat16", "--shapes=", "--implementations=xla-sequential",
-                       f"--out={out}"])
+  status = check.main(
+    [*TINY, "--dtypes=bfloat16", "--shapes=", "--implementations=xla-sequential", f"--out={out}"]
+  )
   result = json.loads(out.read_text())["results"]["xla-sequential"]
   assert status == 1 and result["verdict"] == "FAIL" and reason in result["reason"]
 
@@ -72,9 +78,11 @@ def _row(name, mode, ms, shape="8x2048x1536x16"):
 
 
 def test_speedups_compare_with_the_best_xla_of_each_shape_dtype_and_pass():
-  timings = {"xla-sequential": [_row("xla-sequential", "forward", 4.0)],
-             "xla-associative": [_row("xla-associative", "forward", 2.0)],
-             "pallas": [_row("pallas", "forward", 0.5), _row("pallas", "fwd+bwd", 1.0)]}
+  timings = {
+    "xla-sequential": [_row("xla-sequential", "forward", 4.0)],
+    "xla-associative": [_row("xla-associative", "forward", 2.0)],
+    "pallas": [_row("pallas", "forward", 0.5), _row("pallas", "fwd+bwd", 1.0)],
+  }
   check.add_speedups(timings)
   assert timings["pallas"][0]["speedup_vs_best_xla"] == 4.0
   assert timings["xla-sequential"][0]["speedup_vs_best_xla"] == 0.5
@@ -83,16 +91,19 @@ def test_speedups_compare_with_the_best_xla_of_each_shape_dtype_and_pass():
 
 def test_nondeterministic_or_out_of_tolerance_results_fail():
   variant = check.Variant("pallas", "pallas", api.PallasOptions())
-  good = dict(case="c", dtype="float32", worst_ratio=0.5, ratios={"output": 0.5},
-              deterministic=True)
+  good = dict(
+    case="c", dtype="float32", worst_ratio=0.5, ratios={"output": 0.5}, deterministic=True
+  )
   assert check.verdict(variant, [good], [])[0] == "PASS"
   status, reason = check.verdict(variant, [dict(good, deterministic=False)], [])
   assert status == "FAIL" and "not bitwise deterministic" in reason
-  status, reason = check.verdict(variant, [dict(good, worst_ratio=3.0,
-                                                ratios={"output": 0.1, "gradient of B": 3.0})], [])
+  status, reason = check.verdict(
+    variant, [dict(good, worst_ratio=3.0, ratios={"output": 0.1, "gradient of B": 3.0})], []
+  )
   assert status == "FAIL" and "gradient of B off by 3x the tolerance" in reason
-  status, reason = check.verdict(variant, [good], [dict(shape="1x2x3x4", dtype="float32",
-                                                        error="out of memory")])
+  status, reason = check.verdict(
+    variant, [good], [dict(shape="1x2x3x4", dtype="float32", error="out of memory")]
+  )
   assert status == "FAIL" and "benchmark shape 1x2x3x4" in reason
 
 
@@ -106,15 +117,16 @@ def test_bitwise_equality_sees_the_last_bit():
 def test_advice_proposes_a_table_row_only_from_a_native_benchmark_run():
   target = api.Target("gpu", "NVIDIA H200", (0, 11, 2))
   fast = [dict(_row("pallas", mode, 1.0), speedup_vs_best_xla=2.0) for mode in check.MODES]
-  results = {"pallas": dict(verdict="PASS", timing=fast),
-             "xla-sequential": dict(verdict="PASS", timing=[_row("x", "fwd+bwd", 1.0)]),
-             "xla-associative": dict(verdict="PASS", timing=[_row("x", "fwd+bwd", 3.0)])}
+  results = {
+    "pallas": dict(verdict="PASS", timing=fast),
+    "xla-sequential": dict(verdict="PASS", timing=[_row("x", "fwd+bwd", 1.0)]),
+    "xla-associative": dict(verdict="PASS", timing=[_row("x", "fwd+bwd", 3.0)]),
+  }
   lines = check.advice(target, results, interpret=False, benchmark_shapes=True)
   assert lines[0].startswith("auto here: xla")
   assert any("AutoRule('gpu', ('NVIDIA H200',), ((0, 11, 2)," in line for line in lines)
   assert any("'sequential' strategy is faster" in line for line in lines)
-  slow = dict(results, pallas=dict(verdict="PASS", timing=[dict(fast[0],
-                                                                speedup_vs_best_xla=0.9)]))
+  slow = dict(results, pallas=dict(verdict="PASS", timing=[dict(fast[0], speedup_vs_best_xla=0.9)]))
   assert not any("AutoRule" in line for line in check.advice(target, slow, False, True))
   assert not any("AutoRule" in line for line in check.advice(target, results, True, True))
   assert not any("AutoRule" in line for line in check.advice(target, results, False, False))

@@ -30,33 +30,55 @@ def test_matches_reference(name, implementation, options):
 @pytest.mark.parametrize("backend", ["tpu", "gpu"])
 def test_default_blocks_match_reference(backend):
   """Default chunk and block sizes (one chunk for short sequences, padded channel blocks)."""
-  assert_matches_reference(Case(length=70, d_inner=20, groups=2, lengths=(70, 3, 50)), "pallas",
-                           PallasOptions(interpret=True, backend=backend))
+  assert_matches_reference(
+    Case(length=70, d_inner=20, groups=2, lengths=(70, 3, 50)),
+    "pallas",
+    PallasOptions(interpret=True, backend=backend),
+  )
 
 
 def test_tpu_kernel_at_sizes_that_compile_matches_reference():
   """Lane-wide channel blocks (two of 128), chunks of 16 with a padded last chunk, d_state 16."""
   case = Case(batch=2, length=40, d_inner=256, d_state=16, lengths=(40, 23), dtype=jnp.bfloat16)
-  assert_matches_reference(case, "pallas",
-                           PallasOptions(interpret=True, backend="tpu", chunk_size=16, block_d=128))
+  assert_matches_reference(
+    case, "pallas", PallasOptions(interpret=True, backend="tpu", chunk_size=16, block_d=128)
+  )
 
 
 def _tpu_kernel_results(unroll):
   """Forward and backward TPU kernels on one problem, loops unrolled (static indices, as
   compiled) or rolled (as interpret mode runs them by default)."""
   batch, length, d, n, T = 1, 16, 128, 4, 8
-  cfg = pallas_op.kernel_config("tpu", batch, length, d, n, has_z=True, delta_softplus=True,
-                                chunk_size=T, block_d=128, interpret=True)
+  cfg = pallas_op.kernel_config(
+    "tpu",
+    batch,
+    length,
+    d,
+    n,
+    has_z=True,
+    delta_softplus=True,
+    chunk_size=T,
+    block_d=128,
+    interpret=True,
+  )
   cfg = dataclasses.replace(cfg, unroll=unroll)
   keys = iter(jax.random.split(jax.random.PRNGKey(0), 12))
   normal = lambda *shape: jax.random.normal(next(keys), shape)
-  arrays = dict(u=normal(batch, length, d), delta=normal(batch, length, d),
-                z=normal(batch, length, d), B=normal(batch, length, n), C=normal(batch, length, n),
-                At=-jnp.exp(normal(n, d)), D=normal(1, d), bias=normal(1, d),
-                lengths=jnp.array([13], jnp.int32))
+  arrays = dict(
+    u=normal(batch, length, d),
+    delta=normal(batch, length, d),
+    z=normal(batch, length, d),
+    B=normal(batch, length, n),
+    C=normal(batch, length, n),
+    At=-jnp.exp(normal(n, d)),
+    D=normal(1, d),
+    bias=normal(1, d),
+    lengths=jnp.array([13], jnp.int32),
+  )
   out, final, bounds = pallas_tpu.forward(cfg, h0t=normal(batch, n, d), **arrays)
-  grads = pallas_tpu.backward(cfg, bounds=bounds, g_out=normal(batch, length, d),
-                              g_final_t=normal(batch, n, d), **arrays)
+  grads = pallas_tpu.backward(
+    cfg, bounds=bounds, g_out=normal(batch, length, d), g_final_t=normal(batch, n, d), **arrays
+  )
   return dict(out=out, final=final, bounds=bounds, **grads)
 
 
@@ -69,13 +91,20 @@ def test_tpu_unrolled_loops_compute_what_the_rolled_loops_do():
     np.testing.assert_allclose(unrolled[name], rolled[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("chunk,block_d,message", [
-    (12, 128, "multiple of 8"), (256, 128, "between 8 and 128"), (16, 96, "multiple of 128"),
-    (16, 1024, "up to 512")])
+@pytest.mark.parametrize(
+  "chunk,block_d,message",
+  [
+    (12, 128, "multiple of 8"),
+    (256, 128, "between 8 and 128"),
+    (16, 96, "multiple of 128"),
+    (16, 1024, "up to 512"),
+  ],
+)
 def test_tpu_block_shapes_are_checked_against_the_tiling(chunk, block_d, message):
   with pytest.raises(ValueError, match=message):
-    pallas_op.kernel_config("tpu", 2, 64, 1536, 16, has_z=True, delta_softplus=True,
-                            chunk_size=chunk, block_d=block_d)
+    pallas_op.kernel_config(
+      "tpu", 2, 64, 1536, 16, has_z=True, delta_softplus=True, chunk_size=chunk, block_d=block_d
+    )
 
 
 def test_tpu_defaults_are_legal_and_whole_width_blocks_are_allowed():
@@ -90,8 +119,9 @@ def test_tpu_defaults_are_legal_and_whole_width_blocks_are_allowed():
 
 def test_tpu_vmem_limit_follows_the_blocks():
   small = pallas_tpu.vmem_limit_bytes([((64, 128), jnp.float32)], [((64, 16, 128), jnp.float32)])
-  large = pallas_tpu.vmem_limit_bytes([((64, 512), jnp.float32)] * 8,
-                                      [((64, 16, 512), jnp.float32)] * 16)
+  large = pallas_tpu.vmem_limit_bytes(
+    [((64, 512), jnp.float32)] * 8, [((64, 16, 512), jnp.float32)] * 16
+  )
   assert small == 32 * 2**20 < large <= 64 * 2**20
   with pytest.raises(ValueError, match="MiB of VMEM"):
     pallas_tpu.vmem_limit_bytes([], [((128, 128, 512), jnp.float32)] * 2)
@@ -100,14 +130,18 @@ def test_tpu_vmem_limit_follows_the_blocks():
 def test_gpu_launch_table_and_overrides():
   settings = pallas_gpu.launch_settings(8, 2048, 1536, 16)
   assert (settings.block_d, settings.num_warps, settings.num_stages, settings.chunk) == (
-      32, 2, 2, 64)
+    32,
+    2,
+    2,
+    64,
+  )
   assert pallas_gpu.launch_settings(8, 2048, 5120, 16).block_d == 64
-  cfg = pallas_op.kernel_config("gpu", 8, 2048, 1536, 16, has_z=True, delta_softplus=True,
-                                block_d=64, num_warps=8, num_stages=3)
+  cfg = pallas_op.kernel_config(
+    "gpu", 8, 2048, 1536, 16, has_z=True, delta_softplus=True, block_d=64, num_warps=8, num_stages=3
+  )
   assert (cfg.block_d, cfg.num_warps, cfg.num_stages) == (64, 8, 3)
   with pytest.raises(ValueError, match="power of two"):
-    pallas_op.kernel_config("gpu", 8, 2048, 1536, 16, has_z=True, delta_softplus=True,
-                            block_d=48)
+    pallas_op.kernel_config("gpu", 8, 2048, 1536, 16, has_z=True, delta_softplus=True, block_d=48)
 
 
 def test_gpu_workspace_and_occupancy_rule():
@@ -122,16 +156,37 @@ def _scan_args(dtype, b=2, l=300, d=256, n=16):
   rows = jax.ShapeDtypeStruct((b, l, d), dtype)
   columns = jax.ShapeDtypeStruct((b, l, n), dtype)
   channels = jax.ShapeDtypeStruct((d,), jnp.float32)
-  return (rows, rows, jax.ShapeDtypeStruct((d, n), jnp.float32), columns, columns, channels, rows,
-          channels, jax.ShapeDtypeStruct((b,), jnp.int32))
+  return (
+    rows,
+    rows,
+    jax.ShapeDtypeStruct((d, n), jnp.float32),
+    columns,
+    columns,
+    channels,
+    rows,
+    channels,
+    jax.ShapeDtypeStruct((b,), jnp.int32),
+  )
 
 
 def _gradient_of_scan(backend, interpret=False):
   def loss(u, delta, A, B, C, D, z, bias, lengths):
-    out, _ = pallas_op.selective_scan_pallas(u, delta, A, B[:, :, None], C[:, :, None], D, z,
-                                             bias, delta_softplus=True, lengths=lengths,
-                                             backend=backend, interpret=interpret)
+    out, _ = pallas_op.selective_scan_pallas(
+      u,
+      delta,
+      A,
+      B[:, :, None],
+      C[:, :, None],
+      D,
+      z,
+      bias,
+      delta_softplus=True,
+      lengths=lengths,
+      backend=backend,
+      interpret=interpret,
+    )
     return jnp.sum(out.astype(jnp.float32))
+
   return jax.jit(jax.grad(loss, argnums=tuple(range(8))))
 
 
@@ -140,8 +195,9 @@ def test_gradients_come_out_in_the_input_dtype(backend):
   """du, d_delta and dz leave the kernel in bfloat16 (no float32 copy converted afterwards)."""
   args = _scan_args(jnp.bfloat16, l=64, d=128)
   closed = jax.make_jaxpr(_gradient_of_scan(backend, interpret=True))(*args)
-  kernels = {name: [v.aval.str_short() for v in eqn.outvars]
-             for name, eqn in _pallas_calls(closed.jaxpr)}
+  kernels = {
+    name: [v.aval.str_short() for v in eqn.outvars] for name, eqn in _pallas_calls(closed.jaxpr)
+  }
   assert kernels["selective_scan_fwd"].count("bfloat16[2,64,128]") == 1  # out
   assert kernels["selective_scan_bwd"].count("bfloat16[2,64,128]") == 3  # du, d_delta, dz
 
@@ -172,10 +228,10 @@ def _target(platform):
   abstract GPU device"), so the test names an abstract H200; older JAX lowers for compute
   capability 9.0 without asking."""
   if platform == "cuda" and jax.__version_info__ >= (0, 11):
-    device = jax.sharding.AbstractDevice(device_kind="NVIDIA H200", num_cores=132,
-                                         platform="gpu")
+    device = jax.sharding.AbstractDevice(device_kind="NVIDIA H200", num_cores=132, platform="gpu")
     with jax.sharding.use_abstract_mesh(
-        jax.sharding.AbstractMesh((1,), ("data",), abstract_device=device)):
+      jax.sharding.AbstractMesh((1,), ("data",), abstract_device=device)
+    ):
       yield
   else:
     yield
@@ -194,15 +250,18 @@ def test_forward_and_backward_lower_for_the_accelerator(backend, platform, dtype
   """
   with _target(platform):
     exported = jax.export.export(
-        _gradient_of_scan(backend), platforms=[platform],
-        disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])(
-            *_scan_args(dtype))
+      _gradient_of_scan(backend),
+      platforms=[platform],
+      disabled_checks=[jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")],
+    )(*_scan_args(dtype))
   module = exported.mlir_module()
   assert module.count("selective_scan_fwd") >= 1 and module.count("selective_scan_bwd") >= 1
 
 
 def test_unknown_backend_is_refused():
   with pytest.raises(ValueError, match="pallas_backend"):
-    pallas_op.selective_scan_pallas(**CASES["minimal_d_state_1"].arrays()
-                                    | dict(B=jnp.zeros((1, 16, 1, 1)), C=jnp.zeros((1, 16, 1, 1))),
-                                    backend="cuda")
+    pallas_op.selective_scan_pallas(
+      **CASES["minimal_d_state_1"].arrays()
+      | dict(B=jnp.zeros((1, 16, 1, 1)), C=jnp.zeros((1, 16, 1, 1))),
+      backend="cuda",
+    )

@@ -39,13 +39,19 @@ def _naive_loop(case, args):
   return out, final
 
 
-@pytest.mark.parametrize("case", [Case(groups=2, lengths=(37, 20, 0)),
-                                  Case(batch=1, d_state=3, z=False, softplus=False)])
+@pytest.mark.parametrize(
+  "case", [Case(groups=2, lengths=(37, 20, 0)), Case(batch=1, d_state=3, z=False, softplus=False)]
+)
 def test_reference_matches_naive_loop(case):
   args = case.arrays()
   lengths = None if case.lengths is None else jnp.asarray(case.lengths)
-  out, final = selective_scan(**args, delta_softplus=case.softplus, lengths=lengths,
-                              return_final_state=True, implementation="reference")
+  out, final = selective_scan(
+    **args,
+    delta_softplus=case.softplus,
+    lengths=lengths,
+    return_final_state=True,
+    implementation="reference",
+  )
   expected_out, expected_final = _naive_loop(case, args)
   np.testing.assert_allclose(out, expected_out, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(final, expected_final, rtol=1e-4, atol=1e-4)
@@ -54,24 +60,29 @@ def test_reference_matches_naive_loop(case):
 def test_reference_gradients_match_finite_differences_in_float64():
   case = Case(batch=2, length=6, d_inner=4, d_state=3, groups=2, lengths=(6, 4))
   with jax.enable_x64(True):
-    args = {k: None if v is None else jnp.asarray(v, jnp.float64)
-            for k, v in case.arrays().items()}
+    args = {k: None if v is None else jnp.asarray(v, jnp.float64) for k, v in case.arrays().items()}
     names = [k for k, v in args.items() if v is not None]
     lengths = jnp.asarray(case.lengths)
 
     def f(*values):
-      out, final = selective_scan(**dict(args, **dict(zip(names, values))), delta_softplus=True,
-                                  lengths=lengths, return_final_state=True,
-                                  implementation="reference")
-      return jnp.sum(jnp.sin(out)) + jnp.sum(final ** 2)
+      out, final = selective_scan(
+        **dict(args, **dict(zip(names, values))),
+        delta_softplus=True,
+        lengths=lengths,
+        return_final_state=True,
+        implementation="reference",
+      )
+      return jnp.sum(jnp.sin(out)) + jnp.sum(final**2)
 
-    jtu.check_grads(f, [args[k] for k in names], order=1, modes=["rev"], eps=1e-6,
-                              atol=1e-7, rtol=1e-7)
+    jtu.check_grads(
+      f, [args[k] for k in names], order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7
+    )
 
 
 def test_softplus_is_identity_above_threshold():
-  case = Case(batch=1, length=3, d_inner=2, d_state=2, z=False, D=False, delta_bias=False,
-              initial_state=False)
+  case = Case(
+    batch=1, length=3, d_inner=2, d_state=2, z=False, D=False, delta_bias=False, initial_state=False
+  )
   args = case.arrays()
   big = jnp.full_like(args["delta"], 25.0)
   a = selective_scan(**dict(args, delta=big), delta_softplus=True, implementation="reference")

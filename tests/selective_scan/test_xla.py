@@ -34,8 +34,7 @@ def test_backward_does_not_store_per_step_states():
   args = case.arrays()
 
   def loss(u):
-    return jnp.sum(xla.selective_scan_xla(**dict(args, u=u), delta_softplus=True,
-                                          chunk_size=8)[0])
+    return jnp.sum(xla.selective_scan_xla(**dict(args, u=u), delta_softplus=True, chunk_size=8)[0])
 
   jaxpr = jax.make_jaxpr(jax.grad(loss))(args["u"])
   full = (2, 64, 8, 4)

@@ -70,7 +70,7 @@ def _fit_each_prefix(xs, ys, make_model):
   for b in range(xs.shape[0]):
     for i in range(1, xs.shape[1]):
       model = make_model().fit(xs[b, :i], ys[b, :i])
-      predictions[b, i] = model.predict(xs[b, i:i + 1])[0]
+      predictions[b, i] = model.predict(xs[b, i : i + 1])[0]
   return predictions
 
 
@@ -79,29 +79,32 @@ def lasso(xs, ys, alpha=LASSO_ALPHA):
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)  # Few points: the fit is still usable.
     return _fit_each_prefix(
-        xs, ys, lambda: Lasso(alpha=alpha, fit_intercept=False, max_iter=100_000))
+      xs, ys, lambda: Lasso(alpha=alpha, fit_intercept=False, max_iter=100_000)
+    )
 
 
 def tree(xs, ys, max_depth=TREE_DEPTH):
   """A greedy (CART) regression tree of the task's depth."""
   return _fit_each_prefix(
-      xs, ys, lambda: DecisionTreeRegressor(max_depth=max_depth, random_state=0))
+    xs, ys, lambda: DecisionTreeRegressor(max_depth=max_depth, random_state=0)
+  )
 
 
 def xgboost(xs, ys):
   """Gradient-boosted trees with XGBoost's default settings, as Garg et al.'s baseline
   (XGBRegressor(); one thread per fit: the fits are tiny and many)."""
   from xgboost import XGBRegressor  # Imported here: loading it costs a second on every import.
+
   return _fit_each_prefix(xs, ys, lambda: XGBRegressor(n_jobs=1, random_state=0))
 
 
 ESTIMATORS = {
-    "least_squares": least_squares,
-    "averaging": averaging,
-    "knn3": knn3,
-    "lasso": lasso,
-    "tree": tree,
-    "xgboost": xgboost,
+  "least_squares": least_squares,
+  "averaging": averaging,
+  "knn3": knn3,
+  "lasso": lasso,
+  "tree": tree,
+  "xgboost": xgboost,
 }
 
 

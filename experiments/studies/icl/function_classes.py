@@ -39,6 +39,7 @@ SKEW_SEED = 20220801  # Fixes the skewed covariance's eigenvectors: one distribu
 
 # Functions: draw(key, d) -> parameter dict, apply(params, xs (n, d)) -> ys (n,).
 
+
 def draw_linear(key, d):
   return {"w": jax.random.normal(key, (d,))}
 
@@ -69,8 +70,10 @@ def apply_relu_2nn(params, xs):
 def draw_decision_tree(key, d, depth=TREE_DEPTH):
   """A complete binary tree: a split coordinate per internal node (heap order), N(0, 1) leaves."""
   coordinate_key, leaf_key = jax.random.split(key)
-  return {"coordinates": jax.random.randint(coordinate_key, (2**depth - 1,), 0, d),
-          "leaves": jax.random.normal(leaf_key, (2**depth,))}
+  return {
+    "coordinates": jax.random.randint(coordinate_key, (2**depth - 1,), 0, d),
+    "leaves": jax.random.normal(leaf_key, (2**depth,)),
+  }
 
 
 def apply_decision_tree(params, xs):
@@ -102,6 +105,7 @@ def skewed_input_root(d):
 @dataclasses.dataclass(frozen=True)
 class FunctionClass:
   """A function class: how to draw f, apply it, and scale its squared error."""
+
   name: str
   draw: Callable
   apply: Callable
@@ -120,30 +124,51 @@ _LR_POINTS = (11, 41, 2)
 _WIDE_POINTS = (26, 101, 5)
 
 _FC = FunctionClass
-FUNCTION_CLASSES = {fc.name: fc for fc in (
+FUNCTION_CLASSES = {
+  fc.name: fc
+  for fc in (
     _FC("linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS),
-    _FC("sparse_linear_regression", draw_sparse_linear, apply_linear, lambda _: SPARSITY,
-        _LR_POINTS),
+    _FC(
+      "sparse_linear_regression", draw_sparse_linear, apply_linear, lambda _: SPARSITY, _LR_POINTS
+    ),
     _FC("relu_2nn", draw_relu_2nn, apply_relu_2nn, _active_dimension, _WIDE_POINTS),
     _FC("decision_tree", draw_decision_tree, apply_decision_tree, lambda _: 1, _WIDE_POINTS),
-    _FC("noisy_linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS,
-        noise_std=NOISE_STD, evaluation_only=True),
-    _FC("skewed_linear_regression", draw_linear, apply_linear, _active_dimension, _LR_POINTS,
-        skewed_inputs=True, evaluation_only=True),
-)}
+    _FC(
+      "noisy_linear_regression",
+      draw_linear,
+      apply_linear,
+      _active_dimension,
+      _LR_POINTS,
+      noise_std=NOISE_STD,
+      evaluation_only=True,
+    ),
+    _FC(
+      "skewed_linear_regression",
+      draw_linear,
+      apply_linear,
+      _active_dimension,
+      _LR_POINTS,
+      skewed_inputs=True,
+      evaluation_only=True,
+    ),
+  )
+}
 
 
 def get_function_class(name):
   if name not in FUNCTION_CLASSES:
-    raise ValueError(f"Unknown function class {name!r}; expected one of "
-                     f"{sorted(FUNCTION_CLASSES)}.")
+    raise ValueError(
+      f"Unknown function class {name!r}; expected one of {sorted(FUNCTION_CLASSES)}."
+    )
   return FUNCTION_CLASSES[name]
 
 
 def draw_inputs(key, n_points, d, d_active, root=None):
   """(n_points, d) inputs, point i from fold_in(key, i); coordinates >= d_active are zero."""
+
   def one(i):
     return jax.random.normal(jax.random.fold_in(key, i), (d,))
+
   xs = jax.vmap(one)(jnp.arange(n_points, dtype=jnp.uint32))
   if root is not None:
     xs = xs @ root
@@ -163,15 +188,17 @@ def _batch(key, example_index, d_active, class_name, n_points, d):
     if fc.noise_std:
       noise_key = jax.random.fold_in(example_key, 2)
       noise = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(noise_key, i)))(
-          jnp.arange(n_points, dtype=jnp.uint32))
+        jnp.arange(n_points, dtype=jnp.uint32)
+      )
       ys = ys + fc.noise_std * noise
     return {"xs": xs, "ys": ys, "function": params}
 
   return jax.vmap(one)(example_index)
 
 
-def icl_batch(key, class_name, n_points, *, batch_size=None, example_index=None, d=DEFAULT_DIM,
-              d_active=None):
+def icl_batch(
+  key, class_name, n_points, *, batch_size=None, example_index=None, d=DEFAULT_DIM, d_active=None
+):
   """One batch of prompts, generated on device.
 
   Args:
@@ -201,10 +228,13 @@ def icl_batch(key, class_name, n_points, *, batch_size=None, example_index=None,
 # Curriculum (Garg et al.): a value starts at `start` and grows by `increment` every `interval`
 # steps until `end`; step s (0-based) has seen s // interval updates.
 
+
 def curriculum_value(step, start, end, increment, interval):
   if increment < 0 or interval <= 0 or start > end:
-    raise ValueError(f"Need increment >= 0, interval > 0, start <= end; got {start}, {end}, "
-                     f"{increment}, {interval}.")
+    raise ValueError(
+      f"Need increment >= 0, interval > 0, start <= end; got {start}, {end}, "
+      f"{increment}, {interval}."
+    )
   return int(min(start + increment * (step // interval), end))
 
 
@@ -214,21 +244,27 @@ def curriculum_at(step, curriculum):
   curriculum: mapping (dict or ConfigDict) with "dims" and "points", each a mapping with
   start, end, increment, interval.
   """
+
   def value(name):
     schedule = curriculum[name]
-    return curriculum_value(step, schedule["start"], schedule["end"], schedule["increment"],
-                            schedule["interval"])
+    return curriculum_value(
+      step, schedule["start"], schedule["end"], schedule["increment"], schedule["interval"]
+    )
+
   return value("dims"), value("points")
 
 
 def default_curriculum(class_name, d=DEFAULT_DIM, interval=2000):
   """The paper's curriculum: dims 5 -> d (+1), points as the class's (start, end, increment)."""
   start, end, increment = get_function_class(class_name).points
-  return {"dims": {"start": min(5, d), "end": d, "increment": 1, "interval": interval},
-          "points": {"start": start, "end": end, "increment": increment, "interval": interval}}
+  return {
+    "dims": {"start": min(5, d), "end": d, "increment": 1, "interval": interval},
+    "points": {"start": start, "end": end, "increment": increment, "interval": interval},
+  }
 
 
 # Prompts and errors.
+
 
 def make_prompt(xs, ys):
   """xs (..., n, d), ys (..., n) -> (..., 2 n, d): x_1, y_1, x_2, y_2, ..., y in coordinate 0."""

@@ -26,7 +26,6 @@ def family(variant):
 
 
 class ICLRegressor(nnx.Module):
-
   def __init__(self, variant, model_config, d, *, rngs):
     """variant: one of VARIANTS; model_config: the config.model ConfigDict; d: token width."""
     if variant not in VARIANTS:
@@ -35,15 +34,19 @@ class ICLRegressor(nnx.Module):
     section = model_config[family(variant)]
     study_fields = ("learning_rate",)  # read by the task: per-family learning rates
     if variant == "transformer":
-      self.backbone = model_builders.causal_transformer(section, d, 1, rngs=rngs,
-                                                        ignore=study_fields)
+      self.backbone = model_builders.causal_transformer(
+        section, d, 1, rngs=rngs, ignore=study_fields
+      )
     elif variant == "s4d":
       self.backbone = model_builders.s4d_model(section, d, 1, rngs=rngs, ignore=study_fields)
     else:
       adaptive = variant == "mamba_length_adaptive"
       config = model_builders.mamba_config(
-          section, ignore=study_fields, discretization="length_adaptive" if adaptive else "fixed",
-          length_ref=section.length_ref if adaptive else None)
+        section,
+        ignore=study_fields,
+        discretization="length_adaptive" if adaptive else "fixed",
+        length_ref=section.length_ref if adaptive else None,
+      )
       self.backbone = mamba_jax.MambaModel(config, d, 1, rngs=rngs)
 
   def __call__(self, prompt, return_residuals=False):

@@ -47,8 +47,10 @@ def _gather(x):
 def evaluation_prompts(task, class_name, n_prompts, n_points):
   """The first n_prompts prompts of the evaluation stream, as sharded batches (device arrays)."""
   batch_size = task.config.eval.batch_size
-  return [task.prompts(task.eval_key, class_name, n_points, first, batch_size)
-          for first in range(0, n_prompts, batch_size)]
+  return [
+    task.prompts(task.eval_key, class_name, n_points, first, batch_size)
+    for first in range(0, n_prompts, batch_size)
+  ]
 
 
 def _predict_fn(task, name):
@@ -82,11 +84,14 @@ def _layer_query_fn(task, name, n_context):
     queries = points - n_context
     context = function_classes.make_prompt(xs[:, :n_context], ys[:, :n_context])
     sequences = jnp.concatenate(
-        [jnp.repeat(context[:, None], queries, axis=1), xs[:, n_context:, None]], axis=2)
-    _, residuals = model(sequences.reshape(batch * queries, 2 * n_context + 1, d),
-                         return_residuals=True)
-    return jnp.stack([model.read_out_residual(r[:, -1:])[:, 0].reshape(batch, queries)
-                      for r in residuals])
+      [jnp.repeat(context[:, None], queries, axis=1), xs[:, n_context:, None]], axis=2
+    )
+    _, residuals = model(
+      sequences.reshape(batch * queries, 2 * n_context + 1, d), return_residuals=True
+    )
+    return jnp.stack(
+      [model.read_out_residual(r[:, -1:])[:, 0].reshape(batch, queries) for r in residuals]
+    )
 
   return jax.jit(predict, out_shardings=parallel.replicated(task.mesh))
 
@@ -109,11 +114,24 @@ def host_prompts(batches, n_prompts):
 
 def curve_rows(class_name, model, errors, config):
   """Rows of icl_curves.csv for one model: errors (prompts, n_points)."""
-  mean, lo, hi = bootstrap_band(errors, seed=config.seed, level=config.eval.band_level,
-                                resamples=config.eval.bootstrap_resamples)
-  return [{"task": class_name, "model": model, "n_points": i, "error": float(mean[i]),
-           "lo": float(lo[i]), "hi": float(hi[i]), "prompts": errors.shape[0]}
-          for i in range(errors.shape[1])]
+  mean, lo, hi = bootstrap_band(
+    errors,
+    seed=config.seed,
+    level=config.eval.band_level,
+    resamples=config.eval.bootstrap_resamples,
+  )
+  return [
+    {
+      "task": class_name,
+      "model": model,
+      "n_points": i,
+      "error": float(mean[i]),
+      "lo": float(lo[i]),
+      "hi": float(hi[i]),
+      "prompts": errors.shape[0],
+    }
+    for i in range(errors.shape[1])
+  ]
 
 
 def baseline_errors(class_name, name, prompts, d_active, slow_prompts):
@@ -140,12 +158,23 @@ def probing_rows(task, layers, prompts, n_context):
   for model, decoded in layers.items():
     n_layers = max(decoded.shape[0] - 1, 1)
     for layer, predictions in enumerate(decoded):
-      probes = np.stack([np.linalg.lstsq(x, p, rcond=None)[0]
-                         for x, p in zip(queries, predictions.astype(np.float64))])
-      rows.append({"task": name, "model": model, "layer": layer, "depth": layer / n_layers,
-                   "n_points": n_context,
-                   "decoded_error": float(np.mean(np.square(predictions - targets)) / scale),
-                   "probe_error": float(np.mean(np.sum(np.square(probes - w), axis=-1)) / scale)})
+      probes = np.stack(
+        [
+          np.linalg.lstsq(x, p, rcond=None)[0]
+          for x, p in zip(queries, predictions.astype(np.float64))
+        ]
+      )
+      rows.append(
+        {
+          "task": name,
+          "model": model,
+          "layer": layer,
+          "depth": layer / n_layers,
+          "n_points": n_context,
+          "decoded_error": float(np.mean(np.square(predictions - targets)) / scale),
+          "probe_error": float(np.mean(np.sum(np.square(probes - w), axis=-1)) / scale),
+        }
+      )
   return rows
 
 
@@ -164,9 +193,10 @@ def plot_curves(rows, class_name, training_points, trained, path):
     curve = [r for r in rows if r["task"] == class_name and r["model"] == model]
     n = [r["n_points"] for r in curve]
     style = "-" if model in trained else "--"
-    line, = ax.plot(n, [r["error"] for r in curve], style, label=model, lw=1.6)
-    ax.fill_between(n, [r["lo"] for r in curve], [r["hi"] for r in curve],
-                    color=line.get_color(), alpha=0.2, lw=0)
+    (line,) = ax.plot(n, [r["error"] for r in curve], style, label=model, lw=1.6)
+    ax.fill_between(
+      n, [r["lo"] for r in curve], [r["hi"] for r in curve], color=line.get_color(), alpha=0.2, lw=0
+    )
   ax.axvline(training_points - 1, color="0.5", ls=":", lw=1, label="training horizon")
   ax.set_ylim(0, 1.25)
   ax.set_xlabel("in-context examples")
@@ -183,8 +213,7 @@ def plot_probing(rows, path):
   for key, ax in zip(("decoded_error", "probe_error"), axes):
     for model in dict.fromkeys(r["model"] for r in rows):
       curve = [r for r in rows if r["model"] == model]
-      ax.plot([r["depth"] for r in curve], [r[key] for r in curve], marker="o", ms=3,
-              label=model)
+      ax.plot([r["depth"] for r in curve], [r[key] for r in curve], marker="o", ms=3, label=model)
     ax.set_yscale("log")
     ax.set_xlabel("normalised depth (layer / layers)")
     ax.set_ylabel(key.replace("_", " "))
@@ -204,26 +233,39 @@ def summary_rows(rows, training_points, parameters=None):
   out = []
   for class_name in dict.fromkeys(r["task"] for r in rows):
     for model in dict.fromkeys(r["model"] for r in rows if r["task"] == class_name):
-      curve = {r["n_points"]: r for r in rows
-               if r["task"] == class_name and r["model"] == model}
+      curve = {r["n_points"]: r for r in rows if r["task"] == class_name and r["model"] == model}
       horizon, longest = curve[training_points - 1], curve[max(curve)]
-      out.append({"task": class_name, "model": model, "horizon": training_points - 1,
-                  "error_at_horizon": horizon["error"], "lo_at_horizon": horizon["lo"],
-                  "hi_at_horizon": horizon["hi"], "longest": max(curve),
-                  "error_at_longest": longest["error"], "lo_at_longest": longest["lo"],
-                  "hi_at_longest": longest["hi"], "prompts": horizon["prompts"],
-                  "parameters": parameters.get(model, "")})
+      out.append(
+        {
+          "task": class_name,
+          "model": model,
+          "horizon": training_points - 1,
+          "error_at_horizon": horizon["error"],
+          "lo_at_horizon": horizon["lo"],
+          "hi_at_horizon": horizon["hi"],
+          "longest": max(curve),
+          "error_at_longest": longest["error"],
+          "lo_at_longest": longest["lo"],
+          "hi_at_longest": longest["hi"],
+          "prompts": horizon["prompts"],
+          "parameters": parameters.get(model, ""),
+        }
+      )
   return out
 
 
 def summary_markdown(summary):
-  lines = ["| task | model | parameters | error at horizon (n) | error at longest (n) | prompts |",
-           "|---|---|---|---|---|---|"]
+  lines = [
+    "| task | model | parameters | error at horizon (n) | error at longest (n) | prompts |",
+    "|---|---|---|---|---|---|",
+  ]
   for r in summary:
-    lines.append(f"| {r['task']} | {r['model']} | {r['parameters']} | {r['error_at_horizon']:.3f} "
-                 f"[{r['lo_at_horizon']:.3f}, {r['hi_at_horizon']:.3f}] ({r['horizon']}) | "
-                 f"{r['error_at_longest']:.3f} [{r['lo_at_longest']:.3f}, "
-                 f"{r['hi_at_longest']:.3f}] ({r['longest']}) | {r['prompts']} |")
+    lines.append(
+      f"| {r['task']} | {r['model']} | {r['parameters']} | {r['error_at_horizon']:.3f} "
+      f"[{r['lo_at_horizon']:.3f}, {r['hi_at_horizon']:.3f}] ({r['horizon']}) | "
+      f"{r['error_at_longest']:.3f} [{r['lo_at_longest']:.3f}, "
+      f"{r['hi_at_longest']:.3f}] ({r['longest']}) | {r['prompts']} |"
+    )
   return "\n".join(lines) + "\n"
 
 
@@ -240,14 +282,16 @@ def write(task, state, out_dir):
     predictions = model_predictions(task, state, batches, n_prompts)
     prompts = host_prompts(batches, n_prompts)
     for model, prediction in predictions.items():
-      errors = function_classes.normalised_squared_error(prediction, prompts["ys"], class_name,
-                                                         task.d)
+      errors = function_classes.normalised_squared_error(
+        prediction, prompts["ys"], class_name, task.d
+      )
       rows += curve_rows(class_name, model, np.asarray(errors), config)
     probe = class_name == task.function_class and "w" in prompts["function"]
     if probe and evaluation.probe_prompts:
       count, n_context = evaluation.probe_prompts, task.training_points - 1
-      probe_batches = evaluation_prompts(task, class_name, count,
-                                         n_context + evaluation.probe_queries)
+      probe_batches = evaluation_prompts(
+        task, class_name, count, n_context + evaluation.probe_queries
+      )
       layers = layer_query_predictions(task, state, probe_batches, count, n_context)
       probing = probing_rows(task, layers, host_prompts(probe_batches, count), n_context)
     if jax.process_index() == 0:
@@ -258,8 +302,13 @@ def write(task, state, out_dir):
   if jax.process_index() == 0:
     write_csv(os.path.join(out_dir, CURVES_CSV), rows)
     for class_name in evaluation.function_classes:
-      plot_curves(rows, class_name, task.training_points, task.names,
-                  os.path.join(out_dir, f"icl_{class_name}.png"))
+      plot_curves(
+        rows,
+        class_name,
+        task.training_points,
+        task.names,
+        os.path.join(out_dir, f"icl_{class_name}.png"),
+      )
     parameters = {name: count_parameters(task.model(state, name)) for name in task.names}
     summary = summary_rows(rows, task.training_points, parameters)
     write_csv(os.path.join(out_dir, SUMMARY_CSV), summary)

@@ -24,21 +24,25 @@ from experiments.studies.icl.model import VARIANTS, ICLRegressor, family
 
 
 class Task(SideBySide):
-
   def __init__(self, config, mesh):
     self.mesh = mesh
     self.function_class = config.icl.function_class
     if function_classes.get_function_class(self.function_class).evaluation_only:
-      trainable = sorted(n for n, fc in function_classes.FUNCTION_CLASSES.items()
-                         if not fc.evaluation_only)
-      raise ValueError(f"config.icl.function_class = {self.function_class!r} is for evaluation "
-                       f"only (add it to config.eval.function_classes); train on one of "
-                       f"{trainable}")
+      trainable = sorted(
+        n for n, fc in function_classes.FUNCTION_CLASSES.items() if not fc.evaluation_only
+      )
+      raise ValueError(
+        f"config.icl.function_class = {self.function_class!r} is for evaluation "
+        f"only (add it to config.eval.function_classes); train on one of "
+        f"{trainable}"
+      )
     self.d = config.icl.d
     self.curriculum = config.icl.curriculum
     if self.curriculum.dims.end > self.d:
-      raise ValueError(f"config.icl.curriculum.dims.end = {self.curriculum.dims.end} exceeds "
-                       f"config.icl.d = {self.d}")
+      raise ValueError(
+        f"config.icl.curriculum.dims.end = {self.curriculum.dims.end} exceeds "
+        f"config.icl.d = {self.d}"
+      )
     last_step = max(config.num_train_steps - 1, 0)
     self.training_points = function_classes.curriculum_at(last_step, self.curriculum)[1]
     self._check_evaluation(config, mesh)
@@ -50,16 +54,22 @@ class Task(SideBySide):
     """Every evaluation setting, checked before training rather than after it."""
     evaluation = config.eval
     if evaluation.n_points < self.training_points:
-      raise ValueError(f"config.eval.n_points = {evaluation.n_points} is below the training "
-                       f"number of points, {self.training_points}")
+      raise ValueError(
+        f"config.eval.n_points = {evaluation.n_points} is below the training "
+        f"number of points, {self.training_points}"
+      )
     if evaluation.probe_prompts and evaluation.probe_queries < self.d:
-      raise ValueError(f"config.eval.probe_queries = {evaluation.probe_queries} is below d = "
-                       f"{self.d}: a linear probe needs at least d queries")
+      raise ValueError(
+        f"config.eval.probe_queries = {evaluation.probe_queries} is below d = "
+        f"{self.d}: a linear probe needs at least d queries"
+      )
     parallel.host_batch_size(evaluation.batch_size, mesh)
     classes = evaluation.function_classes
     if isinstance(classes, str) or not classes:
-      raise ValueError(f"config.eval.function_classes = {classes!r}; expected a non-empty tuple "
-                       f"of names from {sorted(function_classes.FUNCTION_CLASSES)}")
+      raise ValueError(
+        f"config.eval.function_classes = {classes!r}; expected a non-empty tuple "
+        f"of names from {sorted(function_classes.FUNCTION_CLASSES)}"
+      )
     for name in classes:
       function_classes.get_function_class(name)
       for baseline in evaluation.baselines.get(name, ()):
@@ -94,20 +104,24 @@ class Task(SideBySide):
   def prompts(self, key, class_name, n_points, first, global_batch, d_active=None):
     """Examples first .. first + global_batch - 1 of a stream, generated sharded on the devices:
     dict of xs (batch, n_points, d), ys (batch, n_points) and the drawn "function"."""
-    local = host_batch.host_examples(0, global_batch, jax.process_index(),
-                                     jax.process_count()) + first
+    local = (
+      host_batch.host_examples(0, global_batch, jax.process_index(), jax.process_count()) + first
+    )
     index = parallel.global_batch({"index": local.astype(np.uint32)}, self.mesh)["index"]
-    return function_classes.icl_batch(key, class_name, n_points, example_index=index, d=self.d,
-                                      d_active=d_active)
+    return function_classes.icl_batch(
+      key, class_name, n_points, example_index=index, d=self.d, d_active=d_active
+    )
 
   def batch(self, step):
     d_active, n_points = function_classes.curriculum_at(step, self.curriculum)
     batch_size = self.config.batch_size
-    generated = self.prompts(self.data_key, self.function_class, n_points, step * batch_size,
-                             batch_size, d_active)
+    generated = self.prompts(
+      self.data_key, self.function_class, n_points, step * batch_size, batch_size, d_active
+    )
     local = parallel.host_batch_size(batch_size, self.mesh)
     d_active_array = parallel.global_batch(
-        {"d_active": np.full((local,), d_active, np.int32)}, self.mesh)["d_active"]
+      {"d_active": np.full((local,), d_active, np.int32)}, self.mesh
+    )["d_active"]
     return {"xs": generated["xs"], "ys": generated["ys"], "d_active": d_active_array}
 
   def evaluate(self, state, workdir):

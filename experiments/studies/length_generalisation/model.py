@@ -26,7 +26,6 @@ _POSITION_FEATURES = 2
 
 
 class PatchReconstructor(nnx.Module):
-
   def __init__(self, variant, config, *, patch_pixels, rngs):
     """variant: one of VARIANTS; config: the config.model ConfigDict (d_token, patch_channels,
     and a section per backbone family)."""
@@ -39,16 +38,20 @@ class PatchReconstructor(nnx.Module):
     self.patch_proj = nnx.Linear(config.patch_channels, content, rngs=rngs)
     self.query = nnx.Param(0.02 * jax.random.normal(rngs.params(), (content,)))
     self.delimiter = nnx.Param(0.02 * jax.random.normal(rngs.params(), (d_token,)))
-    self.length_embed = (nnx.Linear(1, d_token, rngs=rngs)
-                         if variant == "mamba_length_token" else None)
+    self.length_embed = (
+      nnx.Linear(1, d_token, rngs=rngs) if variant == "mamba_length_token" else None
+    )
     if variant == "transformer":
-      self.backbone = model_builders.causal_transformer(config.transformer, d_token,
-                                                        patch_pixels, rngs=rngs)
+      self.backbone = model_builders.causal_transformer(
+        config.transformer, d_token, patch_pixels, rngs=rngs
+      )
     else:
       adaptive = variant == "mamba_length_adaptive"
       mamba_config = model_builders.mamba_config(
-          config.mamba, discretization="length_adaptive" if adaptive else "fixed",
-          length_ref=config.mamba.length_ref if adaptive else None)
+        config.mamba,
+        discretization="length_adaptive" if adaptive else "fixed",
+        length_ref=config.mamba.length_ref if adaptive else None,
+      )
       self.backbone = mamba_jax.MambaModel(mamba_config, d_token, patch_pixels, rngs=rngs)
 
   def __call__(self, context_patches, context_positions, query_positions, n_context=None):
@@ -71,8 +74,9 @@ class PatchReconstructor(nnx.Module):
     left_pad = bucket - n_context
     prefix = jnp.roll(prefix, left_pad, axis=1)
     queries = jnp.concatenate(
-        [jnp.broadcast_to(self.query[...], (batch, n_queries, self.query.shape[0])),
-         query_positions], axis=-1)
+      [jnp.broadcast_to(self.query[...], (batch, n_queries, self.query.shape[0])), query_positions],
+      axis=-1,
+    )
     delimiter = jnp.broadcast_to(self.delimiter[...], (batch, 1, self.delimiter.shape[0]))
     tokens = jnp.concatenate([prefix, delimiter, queries], axis=1)
     left_pad = jnp.full((batch,), left_pad, jnp.int32)
@@ -80,8 +84,9 @@ class PatchReconstructor(nnx.Module):
       outputs = self.backbone(tokens, left_pad=left_pad)
     else:
       # The length-adaptive step sees L = the number of context patches (docs/design.md 4.3).
-      outputs = self.backbone(tokens, sequence_length=jnp.full((batch,), n_context),
-                              left_pad=left_pad)
+      outputs = self.backbone(
+        tokens, sequence_length=jnp.full((batch,), n_context), left_pad=left_pad
+      )
     return 2.0 * jax.nn.sigmoid(outputs[:, -n_queries:].astype(jnp.float32)) - 1.0
 
 
@@ -89,6 +94,7 @@ def squared_error(model, batch):
   """Per-example mean squared pixel error at the queries, (batch,). batch holds the arrays of
   `patches.patch_sequences` and optionally n_context (batch,), equal over the batch."""
   n_context = batch["n_context"][0] if "n_context" in batch else None
-  prediction = model(batch["context_patches"], batch["context_positions"],
-                     batch["query_positions"], n_context)
+  prediction = model(
+    batch["context_patches"], batch["context_positions"], batch["query_positions"], n_context
+  )
   return jnp.mean(jnp.square(prediction - batch["query_targets"]), axis=(1, 2))

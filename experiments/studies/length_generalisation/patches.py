@@ -45,9 +45,11 @@ def draw_centres(key, count, image_size, patch_size=4):
   The paper's range: the patch's first row/column lies in [0, S - P - 1], so the image's last
   row and column are never covered (as in the paper's [2, 125] at S = 128).
   """
+
   def one(i):
     start = jax.random.randint(jax.random.fold_in(key, i), (2,), 0, image_size - patch_size)
     return start + patch_size // 2
+
   return jax.vmap(one)(jnp.arange(count, dtype=jnp.uint32))
 
 
@@ -61,8 +63,9 @@ def extract_patches(image, centres, patch_size=4):
 
 
 @functools.partial(jax.jit, static_argnames=("context_length", "num_queries", "patch_size"))
-def patch_sequences(images, key, context_length, num_queries=1024, patch_size=4,
-                    example_index=None):
+def patch_sequences(
+  images, key, context_length, num_queries=1024, patch_size=4, example_index=None
+):
   """Builds one batch of sequences from images (batch, S, S) in [-1, 1].
 
   Args:
@@ -87,9 +90,11 @@ def patch_sequences(images, key, context_length, num_queries=1024, patch_size=4,
     example_key = jax.random.fold_in(key, index)
     context = draw_centres(jax.random.fold_in(example_key, 0), context_length, width, patch_size)
     queries = draw_centres(jax.random.fold_in(example_key, 1), num_queries, width, patch_size)
-    return {"context_patches": extract_patches(image, context, patch_size),
-            "context_positions": positions(context, width),
-            "query_positions": positions(queries, width),
-            "query_targets": extract_patches(image, queries, patch_size)}
+    return {
+      "context_patches": extract_patches(image, context, patch_size),
+      "context_positions": positions(context, width),
+      "query_positions": positions(queries, width),
+      "query_targets": extract_patches(image, queries, patch_size),
+    }
 
   return jax.vmap(one)(images.astype(jnp.float32), example_index)

@@ -30,8 +30,7 @@ def length_sweep(task, state, source):
   config = task.config
   n_images = min(config.eval.num_examples, len(source))
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
-  batches = list(data.evaluation_batches(source, config.eval.batch_size, n_images,
-                                         task.mesh.size))
+  batches = list(data.evaluation_batches(source, config.eval.batch_size, n_images, task.mesh.size))
   rows = []
   for name in task.names:
     graphdef = task.graphdef(name)
@@ -44,9 +43,14 @@ def length_sweep(task, state, source):
     for length in task.eval_lengths:
       total = count = 0.0
       for images, weight in batches:
-        sequences = patches.patch_sequences(jnp.asarray(images["image"]), key, length,
-                                         config.sequence.num_queries, task.patch_size,
-                                         images["index"])
+        sequences = patches.patch_sequences(
+          jnp.asarray(images["image"]),
+          key,
+          length,
+          config.sequence.num_queries,
+          task.patch_size,
+          images["index"],
+        )
         local = {k: np.asarray(v) for k, v in sequences.items()}
         local["weight"] = weight
         err, n = error_sums(state["params"][name], parallel.global_batch(local, task.mesh))
@@ -114,20 +118,26 @@ def write_grids(task, state, source, out_dir):
   cmap = plt.get_cmap("gray").with_extremes(bad="0.6")
   for name in task.names:
     model = task.model(state, name)
-    fig, axes = plt.subplots(count, 1 + 2 * len(lengths),
-                             figsize=(1.3 * (1 + 2 * len(lengths)), 1.3 * count), squeeze=False)
+    fig, axes = plt.subplots(
+      count,
+      1 + 2 * len(lengths),
+      figsize=(1.3 * (1 + 2 * len(lengths)), 1.3 * count),
+      squeeze=False,
+    )
     for col, k in enumerate(lengths):
       context = contexts[k]
       query = jnp.broadcast_to(jnp.asarray(positions), (count,) + positions.shape)
       tiles = np.asarray(model(context["context_patches"], context["context_positions"], query))
-      context_centres = np.rint(np.asarray(context["context_positions"])
-                                * patches.POSITION_SCALE * size
-                                + size / 2).astype(int)
+      context_centres = np.rint(
+        np.asarray(context["context_positions"]) * patches.POSITION_SCALE * size + size / 2
+      ).astype(int)
       for row in range(count):
-        axes[row, 1 + 2 * col].imshow(seen_image(images[row], context_centres[row], patch),
-                                      cmap=cmap, vmin=-1, vmax=1)
-        axes[row, 2 + 2 * col].imshow(assemble(tiles[row], size, patch), cmap="gray", vmin=-1,
-                                      vmax=1)
+        axes[row, 1 + 2 * col].imshow(
+          seen_image(images[row], context_centres[row], patch), cmap=cmap, vmin=-1, vmax=1
+        )
+        axes[row, 2 + 2 * col].imshow(
+          assemble(tiles[row], size, patch), cmap="gray", vmin=-1, vmax=1
+        )
       axes[0, 1 + 2 * col].set_title(f"seen, L={k}", fontsize=7)
       axes[0, 2 + 2 * col].set_title(f"recon., L={k}", fontsize=7)
     for row in range(count):

@@ -29,33 +29,36 @@ def length_buckets(min_length, max_length, count):
   if count <= 1 or min_length == max_length:
     return [max_length]
   ratio = (max_length / min_length) ** (1 / (count - 1))
-  return sorted({min(max_length, math.ceil(min_length * ratio ** i)) for i in range(count)}
-                | {max_length})
+  return sorted(
+    {min(max_length, math.ceil(min_length * ratio**i)) for i in range(count)} | {max_length}
+  )
 
 
 class Task(SideBySide):
-
   def __init__(self, config, mesh):
     self.mesh = mesh
     seq = config.sequence
     self.patch_size = seq.patch_size
-    config_values.length_range(seq.train_length_min, seq.train_length_max,
-                               "config.sequence.train_length")
-    self.buckets = length_buckets(seq.train_length_min, seq.train_length_max,
-                                  seq.length_buckets)
+    config_values.length_range(
+      seq.train_length_min, seq.train_length_max, "config.sequence.train_length"
+    )
+    self.buckets = length_buckets(seq.train_length_min, seq.train_length_max, seq.length_buckets)
     self.eval_lengths = config_values.positive_ints(config.eval.lengths, "config.eval.lengths")
-    self.grid_lengths = config_values.positive_ints(config.eval.grid_lengths,
-                                                    "config.eval.grid_lengths")
+    self.grid_lengths = config_values.positive_ints(
+      config.eval.grid_lengths, "config.eval.grid_lengths"
+    )
     parallel.host_batch_size(config.eval.batch_size, mesh)
     super().__init__(config, model_names(config, VARIANTS))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     self.source = data.open_split(config, config.data.train_split)
-    self._batches = data.StepBatches(self.source, config.batch_size, config.seed,
-                                     jax.process_index(), jax.process_count())
+    self._batches = data.StepBatches(
+      self.source, config.batch_size, config.seed, jax.process_index(), jax.process_count()
+    )
 
   def build(self, name, rng):
-    return PatchReconstructor(name, self.config.model, patch_pixels=self.patch_size ** 2,
-                              rngs=nnx.Rngs(rng))
+    return PatchReconstructor(
+      name, self.config.model, patch_pixels=self.patch_size**2, rngs=nnx.Rngs(rng)
+    )
 
   def loss(self, model, batch):
     return jnp.mean(squared_error(model, batch))
@@ -69,11 +72,18 @@ class Task(SideBySide):
     """The global batch of `step`: this host's images, sequences at the bucket of this step's L."""
     images = self._batches(step)
     seq = self.config.sequence
-    length = patches.draw_context_length(self.config.seed, step, seq.train_length_min,
-                                         seq.train_length_max)
+    length = patches.draw_context_length(
+      self.config.seed, step, seq.train_length_min, seq.train_length_max
+    )
     bucket = next(b for b in self.buckets if b >= length)
-    sequences = patches.patch_sequences(jnp.asarray(images["image"]), self.data_key, bucket,
-                                        seq.num_queries, self.patch_size, images["index"])
+    sequences = patches.patch_sequences(
+      jnp.asarray(images["image"]),
+      self.data_key,
+      bucket,
+      seq.num_queries,
+      self.patch_size,
+      images["index"],
+    )
     local = {key: np.asarray(value) for key, value in sequences.items()}
     local["n_context"] = np.full((len(images["index"]),), length, np.int32)
     return parallel.global_batch(local, self.mesh)

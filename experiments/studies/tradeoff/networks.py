@@ -48,7 +48,7 @@ def patchify(images, patch_size):
 def unpatchify(patches, patch_size):
   """The inverse of `patchify`: (batch, (S/P)^2, P*P) -> (batch, S, S)."""
   batch, count, _ = patches.shape
-  n = round(count ** 0.5)
+  n = round(count**0.5)
   grid = patches.reshape(batch, n, n, patch_size, patch_size).transpose(0, 1, 3, 2, 4)
   return grid.reshape(batch, n * patch_size, n * patch_size)
 
@@ -68,7 +68,6 @@ class MLP(nnx.Module):
 
 
 class FCEncoder(MLP):
-
   def __init__(self, image_size, hidden, latent_dim, *, rngs):
     super().__init__([image_size * image_size, *hidden, latent_dim], rngs=rngs)
 
@@ -77,7 +76,6 @@ class FCEncoder(MLP):
 
 
 class FCDecoder(MLP):
-
   def __init__(self, image_size, hidden, latent_dim, *, rngs):
     self.image_size = image_size
     super().__init__([latent_dim, *reversed(hidden), image_size * image_size], rngs=rngs)
@@ -91,11 +89,14 @@ class FCDecoder(MLP):
 
 
 class CNNEncoder(nnx.Module):
-
   def __init__(self, image_size, channels, latent_dim, *, rngs):
     widths = [1, *channels]
-    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs)
-                           for a, b in zip(widths, widths[1:])])
+    self.convs = nnx.List(
+      [
+        nnx.Conv(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs)
+        for a, b in zip(widths, widths[1:])
+      ]
+    )
     side = image_size // 2 ** len(channels)
     self.to_latent = nnx.Linear(side * side * channels[-1], latent_dim, rngs=rngs)
 
@@ -107,13 +108,16 @@ class CNNEncoder(nnx.Module):
 
 
 class CNNDecoder(nnx.Module):
-
   def __init__(self, image_size, channels, latent_dim, *, rngs):
     self.side, self.top = image_size // 2 ** len(channels), channels[-1]
     self.from_latent = nnx.Linear(latent_dim, self.side * self.side * self.top, rngs=rngs)
     widths = [*reversed(channels), channels[0]]
-    self.deconvs = nnx.List([nnx.ConvTranspose(a, b, (3, 3), strides=2, padding="SAME",
-                                               rngs=rngs) for a, b in zip(widths, widths[1:])])
+    self.deconvs = nnx.List(
+      [
+        nnx.ConvTranspose(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs)
+        for a, b in zip(widths, widths[1:])
+      ]
+    )
     self.to_pixels = nnx.Conv(channels[0], 1, (3, 3), padding="SAME", rngs=rngs)
 
   def __call__(self, z):
@@ -143,10 +147,11 @@ class ViTBody(nnx.Module):
 
   def __init__(self, d_model, n_layers, n_heads, *, rngs):
     if d_model % n_heads:
-      raise ValueError(f"config.model.vit.d_model = {d_model} is not divisible by "
-                       f"config.model.vit.n_heads = {n_heads}")
-    self.blocks = nnx.List([ViTBlock(d_model, n_heads, rngs=rngs)
-                            for _ in range(n_layers)])
+      raise ValueError(
+        f"config.model.vit.d_model = {d_model} is not divisible by "
+        f"config.model.vit.n_heads = {n_heads}"
+      )
+    self.blocks = nnx.List([ViTBlock(d_model, n_heads, rngs=rngs) for _ in range(n_layers)])
     self.ln_f = nnx.LayerNorm(d_model, rngs=rngs)
 
   def __call__(self, x):
@@ -175,7 +180,7 @@ class PatchEncoder(nnx.Module):
     self.patch_size, self.pool = config.patch_size, config[architecture].pool
     count = (image_size // self.patch_size) ** 2
     self.body, d_model = _sequence_body(architecture, config, rngs=rngs)
-    self.embed = nnx.Linear(self.patch_size ** 2, d_model, rngs=rngs)
+    self.embed = nnx.Linear(self.patch_size**2, d_model, rngs=rngs)
     self.positions = _positions(count, d_model, rngs)
     self.to_latent = nnx.Linear(d_model, config.latent_dim, rngs=rngs)
 
@@ -194,7 +199,7 @@ class PatchDecoder(nnx.Module):
     self.body, d_model = _sequence_body(architecture, config, rngs=rngs)
     self.from_latent = nnx.Linear(config.latent_dim, d_model, rngs=rngs)
     self.positions = _positions(self.count, d_model, rngs)
-    self.to_pixels = nnx.Linear(d_model, self.patch_size ** 2, rngs=rngs)
+    self.to_pixels = nnx.Linear(d_model, self.patch_size**2, rngs=rngs)
 
   def __call__(self, z):
     hidden = self.from_latent(z)[:, None, :] + self.positions[...]
@@ -205,8 +210,9 @@ class Head(MLP):
   """z -> class logits: linear (hidden = 0) or one ReLU hidden layer."""
 
   def __init__(self, latent_dim, hidden, num_classes, *, rngs):
-    super().__init__([latent_dim, hidden, num_classes] if hidden else [latent_dim, num_classes],
-                     rngs=rngs)
+    super().__init__(
+      [latent_dim, hidden, num_classes] if hidden else [latent_dim, num_classes], rngs=rngs
+    )
 
   @property
   def from_latent(self):
@@ -219,24 +225,35 @@ def check_config(config, image_size):
   if arch not in ARCHITECTURES:
     raise ValueError(f"config.model.architecture = {arch!r}; expected one of {ARCHITECTURES}")
   if not (isinstance(config.latent_dim, int) and config.latent_dim >= 1):
-    raise ValueError(f"config.model.latent_dim = {config.latent_dim!r}; expected a positive "
-                     "integer")
+    raise ValueError(
+      f"config.model.latent_dim = {config.latent_dim!r}; expected a positive integer"
+    )
   if not (isinstance(config.head_hidden, int) and config.head_hidden >= 0):
-    raise ValueError(f"config.model.head_hidden = {config.head_hidden!r}; expected an integer "
-                     ">= 0 (0: linear head)")
+    raise ValueError(
+      f"config.model.head_hidden = {config.head_hidden!r}; expected an integer "
+      ">= 0 (0: linear head)"
+    )
   if arch == "cnn":
     depth = len(config_values.positive_ints(config.cnn_channels, "config.model.cnn_channels"))
-    if image_size % 2 ** depth:
-      raise ValueError(f"config.model.cnn_channels = {config.cnn_channels!r}: {depth} stride-2 "
-                       f"layers need an image side divisible by {2 ** depth}, got {image_size}")
+    if image_size % 2**depth:
+      raise ValueError(
+        f"config.model.cnn_channels = {config.cnn_channels!r}: {depth} stride-2 "
+        f"layers need an image side divisible by {2**depth}, got {image_size}"
+      )
   if arch in ("vit", "mamba"):
-    if not (isinstance(config.patch_size, int) and config.patch_size >= 1
-            and image_size % config.patch_size == 0):
-      raise ValueError(f"config.model.patch_size = {config.patch_size!r} does not divide the "
-                       f"image side {image_size}")
+    if not (
+      isinstance(config.patch_size, int)
+      and config.patch_size >= 1
+      and image_size % config.patch_size == 0
+    ):
+      raise ValueError(
+        f"config.model.patch_size = {config.patch_size!r} does not divide the "
+        f"image side {image_size}"
+      )
     if config[arch].pool not in POOLING:
-      raise ValueError(f"config.model.{arch}.pool = {config[arch].pool!r}; expected one of "
-                       f"{POOLING}")
+      raise ValueError(
+        f"config.model.{arch}.pool = {config[arch].pool!r}; expected one of {POOLING}"
+      )
 
 
 class TradeoffNet(nnx.Module):

@@ -28,34 +28,47 @@ RECONSTRUCTIONS_PNG = "reconstructions.png"
 
 def test_metrics(task, state, source):
   """{accuracy, mse, cross_entropy, n_test} over the whole split, data parallel."""
+
   @jax.jit
   def sums(params, batch):
     _, reconstructions, logits = task.apply(params, batch["image"])
     weight = batch["weight"]
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    return {"mse": jnp.sum(reconstruction_error(reconstructions, batch["image"]) * weight),
-            "cross_entropy": jnp.sum(cross_entropy(logits, batch["label"]) * weight),
-            "correct": jnp.sum(correct * weight), "count": jnp.sum(weight)}
+    return {
+      "mse": jnp.sum(reconstruction_error(reconstructions, batch["image"]) * weight),
+      "cross_entropy": jnp.sum(cross_entropy(logits, batch["label"]) * weight),
+      "correct": jnp.sum(correct * weight),
+      "count": jnp.sum(weight),
+    }
 
   num_classes = task.config.data.num_classes
   totals = {"mse": 0.0, "cross_entropy": 0.0, "correct": 0.0, "count": 0.0}
-  for images, weight in data.evaluation_batches(source, task.config.eval.batch_size, len(source),
-                                                task.mesh.size):
+  for images, weight in data.evaluation_batches(
+    source, task.config.eval.batch_size, len(source), task.mesh.size
+  ):
     if images["label"].min() < 0 or images["label"].max() >= num_classes:
-      raise ValueError(f"config.data.num_classes = {num_classes}, but the evaluation split has "
-                       f"label {images['label'].max()}")
-    batch = parallel.global_batch({"image": images["image"], "label": images["label"],
-                                   "weight": weight}, task.mesh)
+      raise ValueError(
+        f"config.data.num_classes = {num_classes}, but the evaluation split has "
+        f"label {images['label'].max()}"
+      )
+    batch = parallel.global_batch(
+      {"image": images["image"], "label": images["label"], "weight": weight}, task.mesh
+    )
     for key, value in sums(state["params"], batch).items():
       totals[key] += float(value)
   count = totals["count"]
-  return {"accuracy": totals["correct"] / count, "mse": totals["mse"] / count,
-          "cross_entropy": totals["cross_entropy"] / count, "n_test": int(count)}
+  return {
+    "accuracy": totals["correct"] / count,
+    "mse": totals["mse"] / count,
+    "cross_entropy": totals["cross_entropy"] / count,
+    "n_test": int(count),
+  }
 
 
 def write_reconstructions(images, reconstructions, row, out_dir):
-  np.savez(os.path.join(out_dir, RECONSTRUCTIONS_NPZ), images=images,
-           reconstructions=reconstructions)
+  np.savez(
+    os.path.join(out_dir, RECONSTRUCTIONS_NPZ), images=images, reconstructions=reconstructions
+  )
   count = len(images)
   fig, axes = plt.subplots(2, count, figsize=(0.9 * count, 2.1), squeeze=False)
   for i in range(count):
@@ -63,9 +76,11 @@ def write_reconstructions(images, reconstructions, row, out_dir):
     axes[1, i].imshow(reconstructions[i], cmap="gray", vmin=-1, vmax=1)
   for ax in axes.ravel():
     ax.set_axis_off()
-  fig.suptitle(f"{row['architecture']}, latent {row['latent_dim']}, lambda {row['lam']:g}: "
-               f"accuracy {row['accuracy']:.3f}, MSE {row['mse']:.4f} (top: test images)",
-               fontsize=7)
+  fig.suptitle(
+    f"{row['architecture']}, latent {row['latent_dim']}, lambda {row['lam']:g}: "
+    f"accuracy {row['accuracy']:.3f}, MSE {row['mse']:.4f} (top: test images)",
+    fontsize=7,
+  )
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, RECONSTRUCTIONS_PNG), dpi=110)
   plt.close(fig)
@@ -75,8 +90,13 @@ def write(task, state, source, out_dir):
   """Evaluates on `source` (the test split) and writes out_dir; returns the metrics row."""
   os.makedirs(out_dir, exist_ok=True)
   config = task.config
-  row = {"architecture": config.model.architecture, "latent_dim": config.model.latent_dim,
-         "lam": task.lam, **test_metrics(task, state, source), "steps": int(state["step"])}
+  row = {
+    "architecture": config.model.architecture,
+    "latent_dim": config.model.latent_dim,
+    "lam": task.lam,
+    **test_metrics(task, state, source),
+    "steps": int(state["step"]),
+  }
   if jax.process_index() == 0:
     count = min(config.eval.num_images, len(source))
     images = np.stack([source[i]["image"] for i in range(count)])

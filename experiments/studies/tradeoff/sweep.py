@@ -44,8 +44,16 @@ RUNS_DIR = "runs"
 CSV_FILE = "tradeoff.csv"
 TRADEOFF_PNG = "tradeoff.png"
 RECONSTRUCTIONS_PNG = "reconstructions.png"
-COLUMNS = ("architecture", "latent_dim", "lam", "accuracy", "mse", "cross_entropy", "n_test",
-           "steps")
+COLUMNS = (
+  "architecture",
+  "latent_dim",
+  "lam",
+  "accuracy",
+  "mse",
+  "cross_entropy",
+  "n_test",
+  "steps",
+)
 
 
 def grid(config):
@@ -54,14 +62,20 @@ def grid(config):
     raise ValueError(f"config.study = {config.study!r}; the sweep runs study C ('tradeoff')")
   sweep = config.sweep
   architectures = sweep.architectures
-  if (isinstance(architectures, str) or not architectures
-      or any(a not in ARCHITECTURES for a in architectures)):
-    raise ValueError(f"config.sweep.architectures = {architectures!r}; expected a tuple of "
-                     f"names from {ARCHITECTURES}")
+  if (
+    isinstance(architectures, str)
+    or not architectures
+    or any(a not in ARCHITECTURES for a in architectures)
+  ):
+    raise ValueError(
+      f"config.sweep.architectures = {architectures!r}; expected a tuple of "
+      f"names from {ARCHITECTURES}"
+    )
   config_values.distinct(list(architectures), "config.sweep.architectures")
   latent_dims = config_values.distinct(
-      config_values.positive_ints(sweep.latent_dims, "config.sweep.latent_dims"),
-      "config.sweep.latent_dims")
+    config_values.positive_ints(sweep.latent_dims, "config.sweep.latent_dims"),
+    "config.sweep.latent_dims",
+  )
   if isinstance(sweep.lams, str) or not isinstance(sweep.lams, (tuple, list)) or not sweep.lams:
     raise ValueError(f"config.sweep.lams = {sweep.lams!r}; expected a tuple of numbers in [0, 1]")
   lams = [check_lam(lam, f"config.sweep.lams entry {i}") for i, lam in enumerate(sweep.lams)]
@@ -90,10 +104,11 @@ def run_one(config, workdir):
   """Trains and evaluates one run unless it has finished; its metrics row, or None when the run
   stopped early (SIGTERM: it saved a checkpoint, and the same command resumes it)."""
   metrics_path = os.path.join(workdir, "eval", tradeoff_report.METRICS_JSON)
-  if os.path.exists(os.path.join(workdir, train.CONFIG_FILE)) and not _same_config(config,
-                                                                                  workdir):
-    raise ValueError(f"{workdir} holds a run with another config (its config.json differs): use "
-                     "a new --workdir for a changed sweep, or delete that run directory")
+  if os.path.exists(os.path.join(workdir, train.CONFIG_FILE)) and not _same_config(config, workdir):
+    raise ValueError(
+      f"{workdir} holds a run with another config (its config.json differs): use "
+      "a new --workdir for a changed sweep, or delete that run directory"
+    )
   if not os.path.exists(metrics_path):
     train.train_and_evaluate(config, workdir)
     if not os.path.exists(metrics_path):
@@ -117,9 +132,11 @@ def run_sweep(config, workdir):
       return None
     rows.append(row)
     if jax.process_index() == 0:
-      print(f"[{i + 1}/{len(points)}] {name}: accuracy {row['accuracy']:.4f}, MSE "
-            f"{row['mse']:.4f}, CE {row['cross_entropy']:.4f} ({time.time() - start:.1f} s)",
-            flush=True)
+      print(
+        f"[{i + 1}/{len(points)}] {name}: accuracy {row['accuracy']:.4f}, MSE "
+        f"{row['mse']:.4f}, CE {row['cross_entropy']:.4f} ({time.time() - start:.1f} s)",
+        flush=True,
+      )
   if jax.process_index() == 0:
     write_csv(rows, os.path.join(workdir, CSV_FILE))
     plot_tradeoff(rows, config, os.path.join(workdir, TRADEOFF_PNG))
@@ -152,14 +169,25 @@ def plot_tradeoff(rows, config, path):
   markers = {z: m for z, m in zip(latents, "os^Dv<>ph*" * 4)}
   fig, axes = plt.subplots(1, 3, figsize=(16, 5), gridspec_kw={"width_ratios": [1.5, 1, 1]})
   for (arch, latent), curve in curves.items():
-    kw = dict(color=colours[arch], linestyle=styles[latent], marker=markers[latent],
-              markersize=4, label=f"{arch}, latent {latent}")
+    kw = dict(
+      color=colours[arch],
+      linestyle=styles[latent],
+      marker=markers[latent],
+      markersize=4,
+      label=f"{arch}, latent {latent}",
+    )
     mse = [r["mse"] for r in curve]
     accuracy = [r["accuracy"] for r in curve]
     axes[0].plot(mse, accuracy, **kw)
     for r in curve:
-      axes[0].annotate(f"{r['lam']:g}", (r["mse"], r["accuracy"]), fontsize=6,
-                       color=colours[arch], xytext=(3, 2), textcoords="offset points")
+      axes[0].annotate(
+        f"{r['lam']:g}",
+        (r["mse"], r["accuracy"]),
+        fontsize=6,
+        color=colours[arch],
+        xytext=(3, 2),
+        textcoords="offset points",
+      )
     positions = [lams.index(r["lam"]) for r in curve]
     axes[1].plot(positions, accuracy, **kw)
     axes[2].plot(positions, mse, **kw)
@@ -176,9 +204,12 @@ def plot_tradeoff(rows, config, path):
   axes[2].set_yscale("log")
   for ax in axes:
     ax.grid(alpha=0.3)
-  fig.suptitle(f"Classification vs reconstruction, {config.data.name} "
-               f"{config.data.image_size}x{config.data.image_size}: lambda * MSE + "
-               f"(1 - lambda) * CE drives the encoder", fontsize=11)
+  fig.suptitle(
+    f"Classification vs reconstruction, {config.data.name} "
+    f"{config.data.image_size}x{config.data.image_size}: lambda * MSE + "
+    f"(1 - lambda) * CE drives the encoder",
+    fontsize=11,
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -198,20 +229,37 @@ def plot_reconstructions(rows, config, workdir, path):
   for g, ((arch, latent), curve) in enumerate(curves.items()):
     first = g * (count + 1)
     for r in curve:
-      saved = np.load(os.path.join(workdir, RUNS_DIR, run_name(arch, latent, r["lam"]), "eval",
-                                   tradeoff_report.RECONSTRUCTIONS_NPZ))
+      saved = np.load(
+        os.path.join(
+          workdir,
+          RUNS_DIR,
+          run_name(arch, latent, r["lam"]),
+          "eval",
+          tradeoff_report.RECONSTRUCTIONS_NPZ,
+        )
+      )
       row = 1 + lams.index(r["lam"])
       for i in range(min(count, len(saved["images"]))):
         axes[0, first + i].imshow(saved["images"][i], cmap="gray", vmin=-1, vmax=1)
         axes[row, first + i].imshow(saved["reconstructions"][i], cmap="gray", vmin=-1, vmax=1)
     axes[0, first + count // 2].set_title(f"{arch}\nlatent {latent}", fontsize=7)
   for row, label in enumerate(["test image"] + [f"lambda {lam:g}" for lam in lams]):
-    axes[row, 0].text(-0.15, 0.5, label, transform=axes[row, 0].transAxes, ha="right",
-                      va="center", fontsize=7)
-  fig.suptitle(f"{config.data.name}: test images reconstructed at each lambda", fontsize=9,
-               y=1 - 0.12 / size[1])
-  fig.subplots_adjust(left=0.6 / size[0] + 0.02, right=0.99, wspace=0.05, hspace=0.05,
-                      top=1 - 0.6 / size[1], bottom=0.01)
+    axes[row, 0].text(
+      -0.15, 0.5, label, transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=7
+    )
+  fig.suptitle(
+    f"{config.data.name}: test images reconstructed at each lambda",
+    fontsize=9,
+    y=1 - 0.12 / size[1],
+  )
+  fig.subplots_adjust(
+    left=0.6 / size[0] + 0.02,
+    right=0.99,
+    wspace=0.05,
+    hspace=0.05,
+    top=1 - 0.6 / size[1],
+    bottom=0.01,
+  )
   fig.savefig(path, dpi=130)
   plt.close(fig)
 
@@ -221,8 +269,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                  FLAGS.process_id, auto=FLAGS.distributed)
+  parallel.initialize_distributed(
+    FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
+  )
   run_sweep(FLAGS.config, FLAGS.workdir)
 
 

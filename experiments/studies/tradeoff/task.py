@@ -46,17 +46,18 @@ def check_lam(lam, field="config.lam"):
 
 
 class Task:
-
   def __init__(self, config, mesh):
     self.config, self.mesh = config, mesh
     self.lam = check_lam(config.lam)
     parallel.host_batch_size(config.eval.batch_size, mesh)
     self.source = data.open_split(config, config.data.train_split)
     if len(self.source) != config.data.train_examples:
-      raise ValueError(f"config.data.train_examples = {config.data.train_examples}, but the "
-                       f"{config.data.name!r} {config.data.train_split!r} split holds "
-                       f"{len(self.source)} images; set it to {len(self.source)} (it sets the "
-                       "number of steps per epoch)")
+      raise ValueError(
+        f"config.data.train_examples = {config.data.train_examples}, but the "
+        f"{config.data.name!r} {config.data.train_split!r} split holds "
+        f"{len(self.source)} images; set it to {len(self.source)} (it sets the "
+        "number of steps per epoch)"
+      )
     if config.data.in_memory:  # read and converted once, not once per epoch
       self.source = [self.source[i] for i in range(len(self.source))]
     self.image_size = self.source[0]["image"].shape[0]
@@ -66,19 +67,25 @@ class Task:
       self._graphdefs[part], params = nnx.split(getattr(network, part), nnx.Param)
       txs[part] = optimizers.make_optimizer(config.optimizer, config.num_train_steps, params)
     self.optimizer = MultiOptimizer(txs)
-    self._batches = data.StepBatches(self.source, config.batch_size, config.seed,
-                                     jax.process_index(), jax.process_count())
+    self._batches = data.StepBatches(
+      self.source, config.batch_size, config.seed, jax.process_index(), jax.process_count()
+    )
 
   # -- model -----------------------------------------------------------------------------------
 
   def network(self, rng):
-    return TradeoffNet(self.config.model, image_size=self.image_size,
-                       num_classes=self.config.data.num_classes, rngs=nnx.Rngs(rng))
+    return TradeoffNet(
+      self.config.model,
+      image_size=self.image_size,
+      num_classes=self.config.data.num_classes,
+      rngs=nnx.Rngs(rng),
+    )
 
   def init_state(self, rng):
     network = self.network(rng)
-    return self.optimizer.init_state({part: nnx.state(getattr(network, part), nnx.Param)
-                                      for part in PARTS})
+    return self.optimizer.init_state(
+      {part: nnx.state(getattr(network, part), nnx.Param) for part in PARTS}
+    )
 
   def part(self, name, part_params):
     """Part `name` ("encoder", "decoder" or "head") as a module with these parameters."""
@@ -107,10 +114,15 @@ class Task:
 
     mse, (g_decoder, g_z_mse) = jax.value_and_grad(mse_fn, (0, 1))(params["decoder"], z)
     (ce, logits), (g_head, g_z_ce) = jax.value_and_grad(ce_fn, (0, 1), has_aux=True)(
-        params["head"], z)
+      params["head"], z
+    )
     (g_encoder,) = encoder_vjp(self.lam * g_z_mse + (1.0 - self.lam) * g_z_ce)
-    metrics = {"loss": self.lam * mse + (1.0 - self.lam) * ce, "mse": mse, "cross_entropy": ce,
-               "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+    metrics = {
+      "loss": self.lam * mse + (1.0 - self.lam) * ce,
+      "mse": mse,
+      "cross_entropy": ce,
+      "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+    }
     return {"encoder": g_encoder, "decoder": g_decoder, "head": g_head}, metrics
 
   def train_step(self, state, batch):
@@ -128,4 +140,3 @@ class Task:
   def evaluate(self, state, workdir):
     source = data.open_split(self.config, self.config.data.eval_split)
     report.write(self, state, source, os.path.join(workdir, "eval"))
-

@@ -10,8 +10,9 @@ import pytest
 
 # The real Omniglot archives, beside the project (../shared/datasets/omniglot from the root).
 OMNIGLOT_DIR = os.environ.get(
-    "OMNIGLOT_DIR", str(pathlib.Path(__file__).resolve().parents[3].parent
-                        / "shared" / "datasets" / "omniglot"))
+  "OMNIGLOT_DIR",
+  str(pathlib.Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "omniglot"),
+)
 
 
 def _refuse(*args, **kwargs):
@@ -32,6 +33,7 @@ def no_network():
 def digits_dir(tmp_path_factory):
   """A data_dir with digits prepared (offline)."""
   from experiments.data import digits
+
   data_dir = tmp_path_factory.mktemp("tfds_digits")
   with no_network():
     digits.prepare(data_dir)
@@ -41,8 +43,10 @@ def digits_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def omniglot_dir():
   if not os.path.isdir(OMNIGLOT_DIR):
-    pytest.skip(f"Omniglot archives not found at {OMNIGLOT_DIR} (set OMNIGLOT_DIR to the folder "
-                "holding images_background_small1/2.zip and all_runs.zip)")
+    pytest.skip(
+      f"Omniglot archives not found at {OMNIGLOT_DIR} (set OMNIGLOT_DIR to the folder "
+      "holding images_background_small1/2.zip and all_runs.zip)"
+    )
   return OMNIGLOT_DIR
 
 
@@ -50,6 +54,7 @@ def omniglot_dir():
 def omniglot_data_dir(tmp_path_factory, omniglot_dir):
   """A data_dir with the Omniglot archives prepared once per session (about 5 s)."""
   from experiments.data import omniglot
+
   data_dir = tmp_path_factory.mktemp("tfds_omniglot")
   with no_network():
     omniglot.prepare(omniglot_dir, data_dir)
@@ -72,9 +77,15 @@ def write_fake_tfds(data_dir, name, version, shape, sizes):
     VERSION = tfds.core.Version(version)
 
     def _info(self):
-      return builders.LocalDatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=shape),
-          "label": tfds.features.ClassLabel(num_classes=10)}))
+      return builders.LocalDatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Image(shape=shape),
+            "label": tfds.features.ClassLabel(num_classes=10),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {split: self._generate_examples(n) for split, n in sizes.items()}

@@ -25,8 +25,10 @@ def test_plain_dataset_info_would_do_the_lookup(tmp_path, monkeypatch):
 
   class Plain(digits.Digits, skip_registration=True):
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
-          {"x": tfds.features.Scalar(dtype=np.int64)}))
+      return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict({"x": tfds.features.Scalar(dtype=np.int64)}),
+      )
 
   monkeypatch.setattr(tempfile, "mkdtemp", _no_mkdtemp)
   with pytest.raises(AssertionError, match="remote-metadata lookup ran"):

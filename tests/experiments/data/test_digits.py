@@ -31,8 +31,9 @@ def test_records_match_sklearn_rescaled(digits_dir):
   expected = np.round(sk.images * 255 / 16).astype(np.uint8)
   for split, rows in (("train", range(0, 1437)), ("test", range(1437, 1797))):
     source = digits.prepare(digits_dir).as_data_source(split)
-    stored = sorted((source[i]["image"].tobytes(), int(source[i]["label"]))
-                    for i in range(len(source)))
+    stored = sorted(
+      (source[i]["image"].tobytes(), int(source[i]["label"])) for i in range(len(source))
+    )
     wanted = sorted((expected[r][..., None].tobytes(), int(sk.target[r])) for r in rows)
     assert stored == wanted, split
   example = source[0]

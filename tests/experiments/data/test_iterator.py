@@ -35,8 +35,9 @@ def test_resume_equals_continuing():
 
 def test_hosts_read_slices_of_the_global_batch():
   single = _take(5, SOURCE, 12, seed=0, start_step=2)
-  hosts = [_take(5, SOURCE, 12, seed=0, start_step=2, process_index=p, process_count=3)
-           for p in range(3)]
+  hosts = [
+    _take(5, SOURCE, 12, seed=0, start_step=2, process_index=p, process_count=3) for p in range(3)
+  ]
   for step in range(5):
     assert hosts[0][step]["image"].shape == (4, 3, 3)
     joined = {k: np.concatenate([h[step][k] for h in hosts]) for k in single[step]}

@@ -19,8 +19,7 @@ def _reference(image_uint8, size):
 def test_scaling_and_identity_size():
   image = np.array([[0, 255], [51, 204]], np.uint8)
   np.testing.assert_allclose(to_model_image(image, None), [[-1, 1], [-0.6, 0.6]], atol=1e-6)
-  np.testing.assert_allclose(to_model_image(image[..., None], 2), [[-1, 1], [-0.6, 0.6]],
-                             atol=1e-6)
+  np.testing.assert_allclose(to_model_image(image[..., None], 2), [[-1, 1], [-0.6, 0.6]], atol=1e-6)
 
 
 @pytest.mark.parametrize("shape,size", [((8, 8), 32), ((105, 105), 128), ((32, 32), 20)])
@@ -51,16 +50,16 @@ def test_digits_default_upscaled(digits_dir):
   assert images.shape == (50, size, size) and images.dtype == np.float32
   assert images.min() == -1.0 and images.max() <= 1.0 and images.max() > 0.5
   records = digits.prepare(digits_dir).as_data_source("train")
-  np.testing.assert_allclose(source[3]["image"], _reference(records[3]["image"][..., 0], size),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    source[3]["image"], _reference(records[3]["image"][..., 0], size), atol=1e-5
+  )
   assert source[3]["label"] == records[3]["label"] and source[3]["label"].dtype == np.int32
 
 
 def test_digits_native_size(digits_dir):
   source = image_source("digits", "test", data_dir=digits_dir, image_size=8)
   records = digits.prepare(digits_dir).as_data_source("test")
-  np.testing.assert_allclose(source[7]["image"], records[7]["image"][..., 0] / 127.5 - 1,
-                             atol=1e-6)
+  np.testing.assert_allclose(source[7]["image"], records[7]["image"][..., 0] / 127.5 - 1, atol=1e-6)
 
 
 def test_prepared_rgb_dataset_grayscale(tmp_path):
@@ -79,11 +78,14 @@ def test_missing_prepared_dataset(tmp_path):
 
 
 def test_omniglot_at_128(omniglot_dir, omniglot_data_dir):
-  source = image_source("omniglot", "validation", data_dir=omniglot_data_dir,
-                        omniglot_dir=omniglot_dir)
+  source = image_source(
+    "omniglot", "validation", data_dir=omniglot_data_dir, omniglot_dir=omniglot_dir
+  )
   assert len(source) == 800
   image = source[0]["image"]
   assert image.shape == (128, 128) and image.dtype == np.float32
   assert image.min() == -1.0 and image.max() == 1.0  # Black ink on white background.
-  assert len(image_source("omniglot", "train", data_dir=omniglot_data_dir,
-                          omniglot_dir=omniglot_dir)) == 4840
+  assert (
+    len(image_source("omniglot", "train", data_dir=omniglot_data_dir, omniglot_dir=omniglot_dir))
+    == 4840
+  )

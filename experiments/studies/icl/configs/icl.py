@@ -26,22 +26,24 @@ VARIANTS = ("paper", "cpu")
 _BASIC = ("least_squares", "averaging", "knn3")
 # Baselines per function class, as Garg et al. (evaluation-only classes reuse linear regression's).
 BASELINES = {
-    "linear_regression": _BASIC,
-    "noisy_linear_regression": _BASIC,
-    "skewed_linear_regression": _BASIC,
-    "sparse_linear_regression": _BASIC + ("lasso",),
-    "relu_2nn": _BASIC,
-    "decision_tree": _BASIC + ("tree", "xgboost"),
+  "linear_regression": _BASIC,
+  "noisy_linear_regression": _BASIC,
+  "skewed_linear_regression": _BASIC,
+  "sparse_linear_regression": _BASIC + ("lasso",),
+  "relu_2nn": _BASIC,
+  "decision_tree": _BASIC + ("tree", "xgboost"),
 }
 # Evaluation-only variants of a trained class, evaluated beside it.
-EVAL_CLASSES = {"linear_regression": ("linear_regression", "noisy_linear_regression",
-                                      "skewed_linear_regression")}
+EVAL_CLASSES = {
+  "linear_regression": ("linear_regression", "noisy_linear_regression", "skewed_linear_regression")
+}
 EXTRAPOLATION = 2.5  # evaluate up to this multiple of the training number of points
 
 
 def _schedule(start, end, increment, interval):
-  return ml_collections.ConfigDict(dict(start=start, end=end, increment=increment,
-                                        interval=interval))
+  return ml_collections.ConfigDict(
+    dict(start=start, end=end, increment=increment, interval=interval)
+  )
 
 
 def get_config(arg=None):

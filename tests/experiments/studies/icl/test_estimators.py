@@ -12,8 +12,9 @@ D = 20
 
 
 def _task(name, n_points, batch_size, seed=1, **kwargs):
-  return jax.tree.map(np.asarray, icl_batch(jax.random.key(seed), name, n_points,
-                                            batch_size=batch_size, **kwargs))
+  return jax.tree.map(
+    np.asarray, icl_batch(jax.random.key(seed), name, n_points, batch_size=batch_size, **kwargs)
+  )
 
 
 def _errors(name, predictions, batch, d_active=D):
@@ -32,8 +33,7 @@ def _small_problem(seed=0, batch=3, n=7, d=4):
 
 
 def test_registry_names():
-  assert set(ESTIMATORS) == {"least_squares", "averaging", "knn3", "lasso", "tree",
-                             "xgboost"}
+  assert set(ESTIMATORS) == {"least_squares", "averaging", "knn3", "lasso", "tree", "xgboost"}
   assert get_estimator("knn3") is icl_estimators.knn3
   with pytest.raises(ValueError, match="Unknown baseline"):
     get_estimator("gradient_boosting")
@@ -86,8 +86,9 @@ def test_knn3_matches_definition():
 
 
 def test_least_squares_exact_once_points_reach_d(linear):
-  errors = _errors("linear_regression", icl_estimators.least_squares(linear["xs"], linear["ys"]),
-                   linear)
+  errors = _errors(
+    "linear_regression", icl_estimators.least_squares(linear["xs"], linear["ys"]), linear
+  )
   assert errors[:, D:].max() < 1e-6
   # Below d the minimum-norm solution recovers the span of i points: error ~ 1 - i / d.
   positions = np.arange(5, 16)
@@ -96,31 +97,32 @@ def test_least_squares_exact_once_points_reach_d(linear):
 
 def test_least_squares_exact_past_the_active_dimension():
   batch = _task("linear_regression", 12, 100, d_active=5)
-  errors = _errors("linear_regression", icl_estimators.least_squares(batch["xs"], batch["ys"]),
-                   batch, d_active=5)
+  errors = _errors(
+    "linear_regression", icl_estimators.least_squares(batch["xs"], batch["ys"]), batch, d_active=5
+  )
   assert errors[:, 5:].max() < 1e-6
   assert errors[:, 2].mean() > 0.3
 
 
 def test_averaging_and_knn_beat_predicting_zero(linear):
   zero = _errors("linear_regression", np.zeros_like(linear["ys"]), linear)[:, 36:].mean()
-  averaging = _errors("linear_regression", icl_estimators.averaging(linear["xs"], linear["ys"]),
-                      linear)
+  averaging = _errors(
+    "linear_regression", icl_estimators.averaging(linear["xs"], linear["ys"]), linear
+  )
   knn = _errors("linear_regression", icl_estimators.knn3(linear["xs"], linear["ys"]), linear)
   assert 0.9 < zero < 1.1
   assert averaging[:, 36:].mean() < 0.75 and knn[:, 36:].mean() < 0.85
   # Averaging's error at i points is (d + 1) / i in expectation (Var of x x^T w over i draws).
   positions = np.arange(36, 41)
-  np.testing.assert_allclose(averaging[:, positions].mean(), np.mean((D + 1) / positions),
-                             rtol=0.2)
+  np.testing.assert_allclose(averaging[:, positions].mean(), np.mean((D + 1) / positions), rtol=0.2)
 
 
 def test_lasso_recovers_sparse_weights_before_least_squares_can():
   batch = _task("sparse_linear_regression", 30, 4)
-  lasso = _errors("sparse_linear_regression", icl_estimators.lasso(batch["xs"], batch["ys"]),
-                  batch)
-  least_squares = _errors("sparse_linear_regression",
-                          icl_estimators.least_squares(batch["xs"], batch["ys"]), batch)
+  lasso = _errors("sparse_linear_regression", icl_estimators.lasso(batch["xs"], batch["ys"]), batch)
+  least_squares = _errors(
+    "sparse_linear_regression", icl_estimators.least_squares(batch["xs"], batch["ys"]), batch
+  )
   assert lasso[:, 20:].mean() < 0.01
   assert lasso[:, 12:20].mean() < 0.05 < least_squares[:, 12:20].mean()
 

@@ -27,16 +27,25 @@ D, N, B = 20, 41, 512
 def batches():
   """One large batch per function class (B prompts of N points in R^D), shared by the statistics
   tests."""
-  return {name: jax.tree.map(np.asarray, icl_batch(jax.random.key(0), name, N, batch_size=B))
-          for name in FUNCTION_CLASSES}
+  return {
+    name: jax.tree.map(np.asarray, icl_batch(jax.random.key(0), name, N, batch_size=B))
+    for name in FUNCTION_CLASSES
+  }
 
 
 def test_registry_names():
-  assert set(FUNCTION_CLASSES) == {"linear_regression", "sparse_linear_regression", "relu_2nn",
-                                   "decision_tree", "noisy_linear_regression",
-                                   "skewed_linear_regression"}
+  assert set(FUNCTION_CLASSES) == {
+    "linear_regression",
+    "sparse_linear_regression",
+    "relu_2nn",
+    "decision_tree",
+    "noisy_linear_regression",
+    "skewed_linear_regression",
+  }
   assert {n for n, t in FUNCTION_CLASSES.items() if t.evaluation_only} == {
-      "noisy_linear_regression", "skewed_linear_regression"}
+    "noisy_linear_regression",
+    "skewed_linear_regression",
+  }
   with pytest.raises(ValueError, match="Unknown function class"):
     icl_batch(jax.random.key(0), "quadratic", 5, batch_size=2)
 
@@ -80,7 +89,8 @@ def test_relu_2nn_function_and_scale(batches):
   w1, w2 = batch["function"]["w1"], batch["function"]["w2"]
   assert w1.shape == (B, D, 100) and w2.shape == (B, 100)
   expected = np.sqrt(2 / 100) * np.einsum(
-      "bnh,bh->bn", np.maximum(np.einsum("bnd,bdh->bnh", batch["xs"], w1), 0), w2)
+    "bnh,bh->bn", np.maximum(np.einsum("bnd,bdh->bnh", batch["xs"], w1), 0), w2
+  )
   np.testing.assert_allclose(batch["ys"], expected, rtol=1e-4, atol=1e-3)
   # He scaling: Var(y) = d (the pre-activation variance), so y / sqrt(d) has variance ~1.
   assert abs(batch["ys"].var() / D - 1) < 0.15
@@ -118,14 +128,16 @@ def test_skewed_inputs_have_fixed_skewed_covariance(batches):
   covariance = root.T @ root
   eigenvalues = np.sort(np.linalg.eigvalsh(covariance))[::-1]
   np.testing.assert_allclose(eigenvalues.sum(), D, rtol=1e-5)
-  np.testing.assert_allclose(eigenvalues / eigenvalues[0], 1 / np.arange(1, D + 1) ** 2,
-                             rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(
+    eigenvalues / eigenvalues[0], 1 / np.arange(1, D + 1) ** 2, rtol=1e-4, atol=1e-7
+  )
   xs = batches["skewed_linear_regression"]["xs"].reshape(-1, D)
   np.testing.assert_allclose(np.cov(xs, rowvar=False), covariance, atol=0.1)
   # The same distribution in every run, whatever the key.
   other = icl_batch(jax.random.key(7), "skewed_linear_regression", N, batch_size=B)["xs"]
-  np.testing.assert_allclose(np.cov(np.asarray(other).reshape(-1, D), rowvar=False), covariance,
-                             atol=0.1)
+  np.testing.assert_allclose(
+    np.cov(np.asarray(other).reshape(-1, D), rowvar=False), covariance, atol=0.1
+  )
 
 
 def test_same_key_same_batch_and_other_key_differs():
@@ -139,11 +151,11 @@ def test_same_key_same_batch_and_other_key_differs():
 
 def test_example_index_not_host_position_drives_randomness():
   key = jax.random.key(5)
-  whole = icl_batch(key, "noisy_linear_regression", N,
-                    example_index=host_batch.host_examples(3, B))
-  parts = [icl_batch(key, "noisy_linear_regression", N,
-                     example_index=host_batch.host_examples(3, B, p, 4))
-           for p in range(4)]
+  whole = icl_batch(key, "noisy_linear_regression", N, example_index=host_batch.host_examples(3, B))
+  parts = [
+    icl_batch(key, "noisy_linear_regression", N, example_index=host_batch.host_examples(3, B, p, 4))
+    for p in range(4)
+  ]
   for name in ("xs", "ys"):
     np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), whole[name])
   # Example 3 * B + 7 is the same prompt wherever it sits in a batch.
@@ -162,7 +174,13 @@ def test_shorter_prompt_is_a_prefix_of_longer():
 
 def test_curriculum_values():
   assert [curriculum_value(s, 5, 20, 1, 2000) for s in (0, 1999, 2000, 3999, 4000, 29_999)] == [
-      5, 5, 6, 6, 7, 19]
+    5,
+    5,
+    6,
+    6,
+    7,
+    19,
+  ]
   assert curriculum_value(30_000, 5, 20, 1, 2000) == 20
   assert curriculum_value(10**7, 5, 20, 1, 2000) == 20
   linear = default_curriculum("linear_regression")
@@ -186,8 +204,7 @@ def test_inactive_dimensions_are_zero():
   xs, w = np.asarray(batch["xs"]), np.asarray(batch["function"]["w"])
   assert np.all(xs[..., 5:] == 0)
   assert np.all(xs[..., :5] != 0)
-  np.testing.assert_allclose(batch["ys"], np.einsum("bnd,bd->bn", xs[..., :5], w[:, :5]),
-                             atol=1e-4)
+  np.testing.assert_allclose(batch["ys"], np.einsum("bnd,bd->bn", xs[..., :5], w[:, :5]), atol=1e-4)
   # d_active is traced: any value, no recompilation, the same draws on the active coordinates.
   compiled = getattr(function_classes._batch, "_cache_size", lambda: None)()
   wider = icl_batch(jax.random.key(8), "linear_regression", N, batch_size=64, d_active=12)
@@ -210,10 +227,17 @@ def test_prompt_layout():
   np.testing.assert_array_equal(read_predictions(outputs[..., None]), [[0, 2, 4]] * 2)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("linear_regression", 1.0), ("sparse_linear_regression", 1.0), ("relu_2nn", 1.0),
-    ("decision_tree", 1.0), ("skewed_linear_regression", 1.0),
-    ("noisy_linear_regression", 1.0 + 1.0 / D)])
+@pytest.mark.parametrize(
+  "name, expected",
+  [
+    ("linear_regression", 1.0),
+    ("sparse_linear_regression", 1.0),
+    ("relu_2nn", 1.0),
+    ("decision_tree", 1.0),
+    ("skewed_linear_regression", 1.0),
+    ("noisy_linear_regression", 1.0 + 1.0 / D),
+  ],
+)
 def test_predicting_zero_scores_one(batches, name, expected):
   batch = batches[name]
   errors = np.asarray(normalised_squared_error(np.zeros_like(batch["ys"]), batch["ys"], name, D))
@@ -225,8 +249,9 @@ def test_predicting_zero_scores_one(batches, name, expected):
 
 def test_normalisation_uses_the_active_dimension():
   batch = icl_batch(jax.random.key(9), "linear_regression", N, batch_size=B, d_active=5)
-  errors = normalised_squared_error(jnp.zeros_like(batch["ys"]), batch["ys"],
-                                    "linear_regression", 5)
+  errors = normalised_squared_error(
+    jnp.zeros_like(batch["ys"]), batch["ys"], "linear_regression", 5
+  )
   assert abs(float(errors.mean()) - 1) < 0.1
   assert function_classes.error_scale("sparse_linear_regression", 5) == 3
   assert function_classes.error_scale("decision_tree", 5) == 1

@@ -11,14 +11,24 @@ from experiments.studies.icl.model import VARIANTS, ICLRegressor, family
 
 
 def tiny_model_config():
-  return ml_collections.ConfigDict({
-      "mamba": dict(d_model=8, n_layers=2, d_state=4, d_conv=4, expand=2, dt_rank="auto",
-                    length_ref=12.0, scan_implementation="auto", remat=False,
-                    learning_rate=0.0),
+  return ml_collections.ConfigDict(
+    {
+      "mamba": dict(
+        d_model=8,
+        n_layers=2,
+        d_state=4,
+        d_conv=4,
+        expand=2,
+        dt_rank="auto",
+        length_ref=12.0,
+        scan_implementation="auto",
+        remat=False,
+        learning_rate=0.0,
+      ),
       "transformer": dict(d_model=8, n_layers=2, n_heads=2, learning_rate=0.0),
-      "s4d": dict(d_model=8, n_layers=2, d_state=4, scan_implementation="auto",
-                  learning_rate=0.0),
-  })
+      "s4d": dict(d_model=8, n_layers=2, d_state=4, scan_implementation="auto", learning_rate=0.0),
+    }
+  )
 
 
 def test_family_of_each_variant():

@@ -51,9 +51,14 @@ def test_batch_is_the_curriculum_stage_of_the_global_example_stream():
     batch = task.batch(step)
     d_active, n_points = function_classes.curriculum_at(step, config.icl.curriculum)
     assert (d_active, n_points) == (5 + step // 2, 11 + 2 * (step // 2))
-    expected = function_classes.icl_batch(task.data_key, "linear_regression", n_points,
-                                          example_index=np.arange(8 * step, 8 * step + 8),
-                                          d=20, d_active=d_active)
+    expected = function_classes.icl_batch(
+      task.data_key,
+      "linear_regression",
+      n_points,
+      example_index=np.arange(8 * step, 8 * step + 8),
+      d=20,
+      d_active=d_active,
+    )
     np.testing.assert_array_equal(batch["xs"], expected["xs"])
     np.testing.assert_array_equal(batch["ys"], expected["ys"])
     np.testing.assert_array_equal(batch["d_active"], np.full(8, d_active))
@@ -95,13 +100,16 @@ def test_bad_configs_are_refused():
     icl_config.get_config("task=relu_2nn")
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("eval.n_points", 5, "config.eval.n_points = 5 is below the training number of points, 11"),
     ("eval.probe_queries", 2, "config.eval.probe_queries = 2 is below d = 5"),
     ("eval.function_classes", ("quadratic",), "Unknown function class 'quadratic'"),
     ("eval.batch_size", 0, "must be positive"),
     ("models", ("mamba", "mamba"), "each at most once"),
-])
+  ],
+)
 def test_evaluation_settings_are_checked_before_training(field, value, message):
   """Settings that the evaluation reads fail when the task is built, not after training."""
   config = tiny(get_config("linear_regression", "cpu"))
@@ -116,8 +124,7 @@ def test_shipped_configs_follow_the_paper():
   assert (config.icl.d, config.batch_size, config.num_train_steps) == (20, 64, 500_000)
   assert config.model.mamba.n_layers == 24 and config.model.transformer.n_layers == 12
   assert config.model.mamba.d_model == config.model.transformer.d_model == 256
-  assert dict(config.icl.curriculum.points) == dict(start=26, end=101, increment=5,
-                                                    interval=2000)
+  assert dict(config.icl.curriculum.points) == dict(start=26, end=101, increment=5, interval=2000)
   assert config.eval.n_points >= 2.5 * 101 and config.eval.num_prompts == 1280
   cpu = get_config("linear_regression", "cpu")
   assert cpu.icl.d == 5 and cpu.model.mamba.d_model == 64 and cpu.eval.n_points >= 2.5 * 11
@@ -131,9 +138,12 @@ def _rows(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("class_name", TRAINED_CLASSES)
 def test_smoke_run_of_each_function_class(class_name, tmp_path):
-  config = tiny(get_config(class_name, "cpu"),
-                models=("mamba", "mamba_length_adaptive", "transformer", "s4d")
-                if class_name == "linear_regression" else ("mamba", "transformer"))
+  config = tiny(
+    get_config(class_name, "cpu"),
+    models=("mamba", "mamba_length_adaptive", "transformer", "s4d")
+    if class_name == "linear_regression"
+    else ("mamba", "transformer"),
+  )
   train.train_and_evaluate(config, str(tmp_path))
   out = tmp_path / "eval"
   rows = _rows(out / "icl_curves.csv")
@@ -166,20 +176,27 @@ def test_paper_variant_smoke_run_with_curriculum(tmp_path):
   rows = _rows(tmp_path / "eval" / "icl_curves.csv")
   assert max(int(r["n_points"]) for r in rows) == config.eval.n_points - 1 == 102
   # Least squares is exact once it has seen d = 20 noiseless points.
-  exact = [float(r["error"]) for r in rows
-           if r["model"] == "least_squares" and int(r["n_points"]) >= 21]
+  exact = [
+    float(r["error"]) for r in rows if r["model"] == "least_squares" and int(r["n_points"]) >= 21
+  ]
   assert max(exact) < 1e-6
 
 
 @pytest.mark.slow
 def test_eight_devices_follow_one(tmp_path):
   config = CONFIG + ":variant=cpu"
-  overrides = ["--config.models=('mamba','transformer')", "--config.batch_size=16",
-               "--config.num_train_steps=4", "--config.log_every_steps=1",
-               "--config.model.mamba.n_layers=1", "--config.model.transformer.n_layers=1",
-               "--config.eval.num_prompts=32", "--config.eval.batch_size=16",
-               "--config.eval.function_classes=('linear_regression',)",
-               "--config.eval.probe_prompts=0"]
+  overrides = [
+    "--config.models=('mamba','transformer')",
+    "--config.batch_size=16",
+    "--config.num_train_steps=4",
+    "--config.log_every_steps=1",
+    "--config.model.mamba.n_layers=1",
+    "--config.model.transformer.n_layers=1",
+    "--config.eval.num_prompts=32",
+    "--config.eval.batch_size=16",
+    "--config.eval.function_classes=('linear_regression',)",
+    "--config.eval.probe_prompts=0",
+  ]
   losses = {}
   for devices in (1, 8):
     workdir = str(tmp_path / str(devices))

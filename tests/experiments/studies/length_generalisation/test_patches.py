@@ -32,7 +32,9 @@ def test_patch_equals_image_slice():
   centres = jnp.array([[2, 2], [125, 125], [64, 30], [7, 100]])
   patches = extract_patches(image, centres, P)
   for (x, y), patch in zip(np.asarray(centres), np.asarray(patches)):
-    np.testing.assert_array_equal(patch, np.asarray(image)[y - 2:y + 2, x - 2:x + 2].reshape(16))
+    np.testing.assert_array_equal(
+      patch, np.asarray(image)[y - 2 : y + 2, x - 2 : x + 2].reshape(16)
+    )
 
 
 def test_position_formula_at_128():
@@ -56,8 +58,9 @@ def test_sequences_geometry():
     np.testing.assert_allclose(out[f"{kind}_positions"], (centres - 64) / 100, rtol=1e-6)
     for b in range(3):
       for (x, y), patch in zip(centres[b][:50], np.asarray(patches[b])[:50]):
-        np.testing.assert_array_equal(patch, np.asarray(images[b])[y - 2:y + 2, x - 2:x + 2]
-                                      .reshape(16))
+        np.testing.assert_array_equal(
+          patch, np.asarray(images[b])[y - 2 : y + 2, x - 2 : x + 2].reshape(16)
+        )
   centres = _centres(out["context_patches"])
   assert centres.min() == 2 and centres.max() == 125  # The whole range [2, 125], no more.
   assert abs(centres.mean() - 63.5) < 2.0  # Uniform.
@@ -78,10 +81,12 @@ def test_reproducible_random_order():
 
 def test_randomness_follows_example_index_not_batch_position():
   images = _coordinate_images(4) % 1e6  # Same pixels in every image.
-  full = patch_sequences(images, jax.random.key(3), 16, num_queries=8,
-                         example_index=jnp.array([40, 41, 42, 43]))
-  host = patch_sequences(images[2:], jax.random.key(3), 16, num_queries=8,
-                         example_index=jnp.array([42, 43]))
+  full = patch_sequences(
+    images, jax.random.key(3), 16, num_queries=8, example_index=jnp.array([40, 41, 42, 43])
+  )
+  host = patch_sequences(
+    images[2:], jax.random.key(3), 16, num_queries=8, example_index=jnp.array([42, 43])
+  )
   for k in full:
     np.testing.assert_array_equal(full[k][2:], host[k])
   assert not np.array_equal(full["context_positions"][0], full["context_positions"][1])

@@ -18,9 +18,16 @@ from experiments.studies.tradeoff.configs import digits as tradeoff_digits
 from tests.experiments.test_train import ROOT, _env
 
 CONFIG = os.path.join(ROOT, "experiments", "studies", "tradeoff", "configs", "digits.py")
-TINY = {"sweep.architectures": ("fc_small",), "sweep.latent_dims": (2, 4),
-        "sweep.lams": (0.0, 1.0), "sweep.figure_images": 2, "num_train_steps": 2,
-        "batch_size": 16, "eval.num_images": 3, "model.fc.small": (16,)}
+TINY = {
+  "sweep.architectures": ("fc_small",),
+  "sweep.latent_dims": (2, 4),
+  "sweep.lams": (0.0, 1.0),
+  "sweep.figure_images": 2,
+  "num_train_steps": 2,
+  "batch_size": 16,
+  "eval.num_images": 3,
+  "model.fc.small": (16,),
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +70,20 @@ def test_grid_and_run_configs():
   assert config.model.architecture == "fc_small" and "sweep" in config
 
 
-@pytest.mark.parametrize("field,value", [
-    ("architectures", ("fc_small", "resnet")), ("architectures", ("cnn", "cnn")),
-    ("architectures", ()), ("latent_dims", (0, 2)), ("latent_dims", (2, 2)),
-    ("lams", (0, 1.5)), ("lams", (0, "x")), ("lams", (0, 0)), ("lams", ())])
+@pytest.mark.parametrize(
+  "field,value",
+  [
+    ("architectures", ("fc_small", "resnet")),
+    ("architectures", ("cnn", "cnn")),
+    ("architectures", ()),
+    ("latent_dims", (0, 2)),
+    ("latent_dims", (2, 2)),
+    ("lams", (0, 1.5)),
+    ("lams", (0, "x")),
+    ("lams", (0, 0)),
+    ("lams", ()),
+  ],
+)
 def test_bad_grids_name_the_field(field, value):
   config = tradeoff_digits.get_config()
   config.sweep[field] = value
@@ -82,16 +99,28 @@ def test_smoke_sweep_then_resume(data_dir, tmp_path):
   workdir = tmp_path / "sweep"
   overrides = [f"--config.{key}={value!r}" for key, value in TINY.items()]
   result = subprocess.run(
-      [sys.executable, "-m", "experiments.studies.tradeoff.sweep", f"--config={CONFIG}",
-       f"--workdir={workdir}",
-       f"--config.data.data_dir={data_dir}", *overrides],
-      env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "experiments.studies.tradeoff.sweep",
+      f"--config={CONFIG}",
+      f"--workdir={workdir}",
+      f"--config.data.data_dir={data_dir}",
+      *overrides,
+    ],
+    env=_env(),
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "[4/4] fc_small_z4_lam1" in result.stdout
   rows = _rows(workdir / sweep.CSV_FILE)
   assert list(rows[0]) == list(sweep.COLUMNS)
   assert [(r["architecture"], r["latent_dim"], r["lam"]) for r in rows] == [
-      ("fc_small", z, lam) for z in ("2", "4") for lam in ("0.0", "1.0")]
+    ("fc_small", z, lam) for z in ("2", "4") for lam in ("0.0", "1.0")
+  ]
   for r in rows:
     assert 0 <= float(r["accuracy"]) <= 1 and float(r["mse"]) > 0
     assert float(r["cross_entropy"]) > 0 and r["n_test"] == "360" and r["steps"] == "2"
@@ -102,8 +131,9 @@ def test_smoke_sweep_then_resume(data_dir, tmp_path):
   # Again: every run is finished, nothing retrains; a run whose evaluation is gone is
   # evaluated again from its final checkpoint; the same rows come back.
   runs = workdir / sweep.RUNS_DIR
-  metrics = {p: os.path.getmtime(runs / p / "eval" / tradeoff_report.METRICS_JSON)
-             for p in os.listdir(runs)}
+  metrics = {
+    p: os.path.getmtime(runs / p / "eval" / tradeoff_report.METRICS_JSON) for p in os.listdir(runs)
+  }
   os.remove(runs / "fc_small_z4_lam0" / "eval" / tradeoff_report.METRICS_JSON)
   again = sweep.run_sweep(tiny_config(data_dir), str(workdir))
   for name, mtime in metrics.items():

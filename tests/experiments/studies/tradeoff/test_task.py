@@ -52,22 +52,28 @@ def make_task(data_dir, **kwargs):
 
 def _losses_of(task, params, batch):
   _, reconstructions, logits = jax.jit(task.apply)(params, batch["image"])
-  return (jnp.mean(reconstruction_error(reconstructions, batch["image"])),
-          jnp.mean(cross_entropy(logits, batch["label"])))
+  return (
+    jnp.mean(reconstruction_error(reconstructions, batch["image"])),
+    jnp.mean(cross_entropy(logits, batch["label"])),
+  )
 
 
 def _grad(task, params, batch, part, weights):
   """d(weights[0] * MSE + weights[1] * CE) / d(params[part]), straight from the losses."""
+
   def loss(part_params):
     mse, ce = _losses_of(task, {**params, part: part_params}, batch)
     return weights[0] * mse + weights[1] * ce
+
   return jax.jit(jax.grad(loss))(params[part])
 
 
 def _loss_grads(task, params, batch):
   """(dMSE / dparams, dCE / dparams), every part, straight from the losses."""
+
   def both(params):
     return tuple(jax.grad(lambda p, i=i: _losses_of(task, p, batch)[i])(params) for i in (0, 1))
+
   return jax.jit(both)(params)
 
 
@@ -77,8 +83,10 @@ def _assert_trees(assertion, a, b):
 
 
 def _moved(before, after):
-  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(before),
-                                                      jax.tree.leaves(after), strict=True))
+  return any(
+    not np.array_equal(x, y)
+    for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True)
+  )
 
 
 # The scheme does not depend on the architecture; mamba (slower to compile) checks it once more.
@@ -101,6 +109,7 @@ def test_each_part_gets_its_own_gradient_and_optimiser(data_dir, architecture):
   assert _moved(grads["encoder"], g_mse["encoder"]) and _moved(grads["encoder"], g_ce["encoder"])
 
   new_state, step_metrics = jax.jit(task.train_step)(state, batch)
+
   def adam_step(part_params, part_grads):  # a fresh optimiser, on this part's gradient alone
     tx = optimizers.make_optimizer(task.config.optimizer, 3, part_params)
     updates, _ = tx.update(part_grads, tx.init(part_params), part_params)
@@ -133,11 +142,14 @@ def test_parameters_that_must_not_move(data_dir, architecture, lam, cut):
   other = "head" if cut == "decoder" else "decoder"
   # The uncut part's loss does reach the encoder: only the weighting can keep it still.
   other_loss = (1.0, 0.0) if other == "decoder" else (0.0, 1.0)
-  assert any(np.any(g != 0) for g in jax.tree.leaves(
-      _grad(task, state["params"], batch, "encoder", other_loss)))
+  assert any(
+    np.any(g != 0)
+    for g in jax.tree.leaves(_grad(task, state["params"], batch, "encoder", other_loss))
+  )
   new_state, _ = jax.jit(task.train_step)(state, batch)
-  _assert_trees(np.testing.assert_array_equal, new_state["params"]["encoder"],
-                state["params"]["encoder"])
+  _assert_trees(
+    np.testing.assert_array_equal, new_state["params"]["encoder"], state["params"]["encoder"]
+  )
   assert _moved(state["params"][other], new_state["params"][other])
   assert _moved(state["params"][cut], new_state["params"][cut])
 
@@ -164,8 +176,9 @@ def test_loss_weighting(data_dir, lam):
   np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-6)
   if lam in (0.0, 1.0):  # the encoder follows one loss alone
     pure = _grad(task, state["params"], batch, "encoder", (lam, 1.0 - lam))
-    _assert_trees(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-7),
-                  grads["encoder"], pure)
+    _assert_trees(
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-7), grads["encoder"], pure
+    )
 
 
 def test_batch_is_the_global_slice_of_the_seeded_stream(data_dir):
@@ -211,6 +224,7 @@ def test_epochs_set_the_steps():
   c.num_epochs = 10
   assert c.num_train_steps == 29
   from experiments.studies.tradeoff.configs import mnist
+
   paper = mnist.get_config()
   assert (paper.batch_size, paper.num_epochs, paper.num_train_steps) == (512, 10, 1172)
   assert paper.optimizer.name == "adam" and paper.optimizer.learning_rate == 1e-3
@@ -232,23 +246,30 @@ def test_evaluation_covers_the_test_split_once(data_dir, tmp_path):
   assert row["n_test"] == 360 and row["steps"] == 0  # 360 is no multiple of the batch (128)
   assert (row["architecture"], row["latent_dim"], row["lam"]) == ("cnn", 3, 0.3)
   np.testing.assert_allclose(row["accuracy"], np.mean(np.argmax(logits, -1) == labels))
-  np.testing.assert_allclose(row["mse"], np.mean((np.asarray(reconstructions) - images) ** 2),
-                             rtol=1e-5)
-  np.testing.assert_allclose(row["cross_entropy"],
-                             np.mean(cross_entropy(logits, jnp.asarray(labels))), rtol=1e-5)
+  np.testing.assert_allclose(
+    row["mse"], np.mean((np.asarray(reconstructions) - images) ** 2), rtol=1e-5
+  )
+  np.testing.assert_allclose(
+    row["cross_entropy"], np.mean(cross_entropy(logits, jnp.asarray(labels))), rtol=1e-5
+  )
   with np.load(tmp_path / "eval" / tradeoff_report.RECONSTRUCTIONS_NPZ) as saved:
     np.testing.assert_array_equal(saved["images"], images[:2])
-    np.testing.assert_allclose(saved["reconstructions"], reconstructions[:2], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(saved["reconstructions"], reconstructions[:2], rtol=1e-5, atol=1e-6)
   assert (tmp_path / "eval" / tradeoff_report.RECONSTRUCTIONS_PNG).exists()
 
 
 @pytest.mark.slow
 def test_eight_devices_follow_one(data_dir, tmp_path):
   config = os.path.join(ROOT, "experiments", "studies", "tradeoff", "configs", "digits.py")
-  overrides = [f"--config.data.data_dir={data_dir}", "--config.model.architecture=mamba",
-               "--config.model.latent_dim=4", "--config.model.mamba.d_model=8",
-               "--config.num_train_steps=4", "--config.log_every_steps=1", "--config.lam=0.5"]
+  overrides = [
+    f"--config.data.data_dir={data_dir}",
+    "--config.model.architecture=mamba",
+    "--config.model.latent_dim=4",
+    "--config.model.mamba.d_model=8",
+    "--config.num_train_steps=4",
+    "--config.log_every_steps=1",
+    "--config.lam=0.5",
+  ]
   losses, rows = {}, {}
   for devices in (1, 8):
     workdir = str(tmp_path / str(devices))
