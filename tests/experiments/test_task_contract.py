@@ -69,3 +69,5 @@ def test_unknown_study_is_refused():
 
   with pytest.raises(ValueError, match="config.study = 'reconstruction'"):
     studies.make_task(ConfigDict({"study": "reconstruction"}), parallel.make_mesh())
+  with pytest.raises(ValueError, match="config.study is missing.*'reconstruction'"):
+    studies.make_task(ConfigDict({"task": "reconstruction"}), parallel.make_mesh())
