@@ -101,9 +101,11 @@ def test_alpha_moves_when_study_a_trains_far_from_length_ref(data_dir, tmp_path)
   for step in range(c.num_train_steps):
     state, metrics = train_step(state, task.batch(step))
   assert not any(key.endswith("_mamba") and key.startswith("alpha") for key in metrics)
-  assert float(metrics["alpha_max_mamba_length_adaptive"]) - float(
-    metrics["alpha_min_mamba_length_adaptive"]
-  ) > 0.0
+  assert (
+    float(metrics["alpha_max_mamba_length_adaptive"])
+    - float(metrics["alpha_min_mamba_length_adaptive"])
+    > 0.0
+  )
   moved = max(
     abs(float(metrics[f"alpha_{s}_mamba_length_adaptive"])) for s in ("min", "max", "mean")
   )
