@@ -44,11 +44,15 @@ def get_config():
   c.model = ml_collections.ConfigDict()
   c.model.d_token = 16  # token width: patch features + 2 position features
   c.model.patch_channels = 16  # output channels of the P x P patch convolution
+  # Linear(d_token -> d_model) before the Mamba backbone (not in the paper; False: the tokens
+  # enter the backbone directly, which needs d_token == d_model; see digits_paper_model.py)
+  c.model.mamba_input_proj = True
   c.model.mamba = ml_collections.ConfigDict()  # the three Mamba variants (a MambaConfig each)
   c.model.mamba.d_model = 16  # Mamba hidden size
   c.model.mamba.n_layers = 8  # Mamba blocks
   c.model.mamba.d_state = 8  # SSM state size
-  c.model.mamba.d_conv = 4  # causal conv width
+  c.model.mamba.d_conv = 4  # causal conv width (0: no conv, as the paper)
+  c.model.mamba.rescale_prenorm_residual = True  # out_proj init / sqrt(n_layers) (paper: False)
   c.model.mamba.expand = 2  # d_inner = expand * d_model
   c.model.mamba.dt_rank = 1  # step-projection rank
   c.model.mamba.length_ref = 10.0  # L_ref of the length-adaptive step: mid training range
