@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from experiments import optimizers
+from experiments import learned_alpha, optimizers
 from experiments.multi_optimizer import MultiOptimizer
 
 
@@ -71,7 +71,8 @@ class SideBySide:
     return nnx.merge(self._graphdefs[name], state["params"][name])
 
   def train_step(self, state, batch):
-    """One optimiser step of every model; metrics loss_<name> and their mean, "loss"."""
+    """One optimiser step of every model; metrics loss_<name> and their mean, "loss", and for
+    a model with a length-adaptive step alpha_{mean,min,max}_<name> after the step."""
     metrics, grads = {}, {}
     for name in self.names:
 
@@ -80,4 +81,11 @@ class SideBySide:
 
       metrics[f"loss_{name}"], grads[name] = jax.value_and_grad(loss_fn)(state["params"][name])
     metrics["loss"] = jnp.mean(jnp.stack([metrics[f"loss_{n}"] for n in self.names]))
-    return self.optimizer.apply(state, grads), metrics
+    state = self.optimizer.apply(state, grads)
+    for name in self.names:
+      metrics.update(learned_alpha.alpha_metrics(name, state["params"][name]))
+    return state, metrics
+
+  def write_discretization(self, state, out_dir):
+    """out_dir/discretization.csv: every model's learned alpha per layer (learned_alpha)."""
+    return learned_alpha.write_csv(out_dir, {name: state["params"][name] for name in self.names})

@@ -26,7 +26,8 @@ from mamba_jax.layers import CausalConv1d, RMSNorm, torch_linear, uniform_init
 class LayerCache(NamedTuple):
   """Decode state of one mixer: the last d_conv conv inputs and the SSM state."""
 
-  conv_state: jax.Array  # (batch, d_inner, d_conv), compute dtype, oldest input first
+  conv_state: jax.Array  # (batch, d_inner, d_conv), compute dtype, oldest input first (empty
+  # when d_conv = 0)
   ssm_state: jax.Array  # (batch, d_inner, d_state), float32
 
 
@@ -69,7 +70,10 @@ def init_A_log(config):
 
 
 class MambaBlock(nnx.Module):
-  """in_proj -> (x, z); x -> causal conv -> SiLU -> selective scan gated by SiLU(z) -> out_proj."""
+  """in_proj -> (x, z); x -> causal conv -> SiLU -> selective scan gated by SiLU(z) -> out_proj.
+
+  With d_conv = 0 there is no conv (no conv1d parameters): the scan reads SiLU(x).
+  """
 
   def __init__(self, config, *, rngs):
     self.config = config
@@ -77,7 +81,9 @@ class MambaBlock(nnx.Module):
     d_inner, dt_rank = c.d_inner, c.resolved_dt_rank
     dense = dict(dtype=c.dtype, param_dtype=c.param_dtype, rngs=rngs)
     self.in_proj = torch_linear(c.d_model, 2 * d_inner, use_bias=c.bias, **dense)
-    self.conv1d = CausalConv1d(d_inner, c.d_conv, use_bias=c.conv_bias, **dense)
+    self.conv1d = (
+      CausalConv1d(d_inner, c.d_conv, use_bias=c.conv_bias, **dense) if c.d_conv else None
+    )
     self.x_proj = torch_linear(d_inner, dt_rank + 2 * c.d_state, use_bias=False, **dense)
     self.dt_proj = nnx.Linear(
       dt_rank,
@@ -132,7 +138,7 @@ class MambaBlock(nnx.Module):
     x, z = jnp.split(self.in_proj(hidden.astype(c.dtype)), 2, axis=-1)
     if valid is not None:
       x = jnp.where(valid[..., None], x, 0)
-    u = jax.nn.silu(self.conv1d(x))
+    u = jax.nn.silu(x if self.conv1d is None else self.conv1d(x))
     dt, B, C = self._project_dt_B_C(u)
     step = self.discretization.scan_arguments(dt, self.dt_bias[...], sequence_length, valid)
     # Every implementation computes the final state anyway; unused, XLA drops it.
@@ -174,7 +180,9 @@ class MambaBlock(nnx.Module):
     """
     c = self.config
     x, z = jnp.split(self.in_proj(hidden.astype(c.dtype)), 2, axis=-1)
-    x, conv_state = self.conv1d.step(x, cache.conv_state)
+    conv_state = cache.conv_state
+    if self.conv1d is not None:
+      x, conv_state = self.conv1d.step(x, conv_state)
     u = jax.nn.silu(x)
     dt, B, C = self._project_dt_B_C(u)
     delta = self.discretization.step_size(dt, self.dt_bias[...], sequence_length)  # (batch, d)

@@ -183,6 +183,8 @@ def config_to_dict(config, format):
     )
   if config.vocab_size is None:
     raise ValueError("save_pretrained: MambaConfig.vocab_size = None; only a MambaLM is saved")
+  if config.d_conv == 0:
+    raise ValueError("save_pretrained: MambaConfig.d_conv = 0 (no conv); both formats need one")
   if format == "hf":
     return _hf_dict(config)
   if format == "mamba_ssm":

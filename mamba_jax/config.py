@@ -22,7 +22,9 @@ class MambaConfig:
   """Architecture, initialisation, discretisation and precision of a Mamba stack.
 
   d_model, n_layers: width of the residual stream and number of residual blocks.
-  d_state, d_conv, expand: SSM state size, causal conv kernel width, d_inner = expand * d_model.
+  d_state, d_conv, expand: SSM state size, causal conv kernel width (0: no conv at all, as in
+    the image-reconstruction paper's Mamba; the SSM reads silu(x) directly), d_inner = expand *
+    d_model.
   dt_rank: rank of the step projection; "auto" means ceil(d_model / 16).
   dt_min, dt_max, dt_init_floor, dt_scale: initial step sizes (log-uniform in [dt_min, dt_max],
     floored at dt_init_floor) and the scale of the dt_proj weight init.
@@ -77,13 +79,19 @@ class MambaConfig:
   param_dtype: Any = jnp.float32
 
   def __post_init__(self):
-    for name in ("d_model", "n_layers", "d_state", "d_conv", "expand", "pad_vocab_size_multiple"):
+    for name in ("d_model", "n_layers", "d_state", "expand", "pad_vocab_size_multiple"):
       _require(
         name,
         _is_int(getattr(self, name)) and getattr(self, name) >= 1,
         getattr(self, name),
         "a positive integer",
       )
+    _require(
+      "d_conv",
+      _is_int(self.d_conv) and self.d_conv >= 0,
+      self.d_conv,
+      "a non-negative integer (0: no conv)",
+    )
     _require(
       "dt_rank",
       self.dt_rank == "auto"

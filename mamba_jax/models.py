@@ -225,18 +225,37 @@ class _Decodable(nnx.Module):
 class MambaModel(_Decodable):
   """Continuous sequences: Linear(in_features -> d_model) -> Mamba stack -> Linear(-> out_features).
 
-  For patch sequences (vision) and in-context function regression.
+  For patch sequences (vision) and in-context function regression. With input_proj=False the
+  inputs enter the residual stream as they are (in_features must equal d_model), as the
+  image-reconstruction paper's tokens do.
   """
 
-  def __init__(self, config: MambaConfig, in_features: int, out_features: int, *, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    config: MambaConfig,
+    in_features: int,
+    out_features: int,
+    *,
+    rngs: nnx.Rngs,
+    input_proj: bool = True,
+  ):
     self.config = config
-    self.input_proj = torch_linear(
-      in_features,
-      config.d_model,
-      use_bias=True,
-      dtype=config.dtype,
-      param_dtype=config.param_dtype,
-      rngs=rngs,
+    if not input_proj and in_features != config.d_model:
+      raise ValueError(
+        f"MambaModel(input_proj=False): in_features = {in_features} must equal "
+        f"d_model = {config.d_model}, since the inputs enter the residual stream unchanged"
+      )
+    self.input_proj = (
+      torch_linear(
+        in_features,
+        config.d_model,
+        use_bias=True,
+        dtype=config.dtype,
+        param_dtype=config.param_dtype,
+        rngs=rngs,
+      )
+      if input_proj
+      else None
     )
     self.backbone = MambaStack(config, rngs=rngs)
     self.output_proj = torch_linear(
@@ -276,7 +295,8 @@ class MambaModel(_Decodable):
 
   def embed(self, inputs: jax.Array) -> jax.Array:
     """(batch, [length,] in_features) -> (batch, [length,] d_model)."""
-    return self.input_proj(inputs.astype(self.config.dtype))
+    inputs = inputs.astype(self.config.dtype)
+    return inputs if self.input_proj is None else self.input_proj(inputs)
 
   def read_out_residual(self, residual: jax.Array) -> jax.Array:
     """A residual stream (batch, length, d_model) through the final norm and read-out:

@@ -22,10 +22,20 @@ def weight_decay_mask(params):
   not): True where the parameter takes weight decay."""
 
   def decays(path, leaf):
-    rank = getattr(leaf, "ndim", 0) - (1 if STACKED_LAYERS in _names(path) else 0)
-    return rank >= 2 and _leaf_name(path) not in NO_DECAY_MATRICES
+    return parameter_rank(path, leaf) >= 2 and _leaf_name(path) not in NO_DECAY_MATRICES
 
   return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def is_stacked(path):
+  """Whether the parameter at `path` (a jax key path) lives in a stacked MambaStack, i.e. its
+  leading axis is the layer axis."""
+  return STACKED_LAYERS in _names(path)
+
+
+def parameter_rank(path, leaf):
+  """The rank of one layer's parameter: leaf.ndim, less the layer axis of a stacked layout."""
+  return getattr(leaf, "ndim", 0) - (1 if is_stacked(path) else 0)
 
 
 def _names(path):

@@ -155,6 +155,7 @@ def test_run_writes_the_documented_outputs(reference_run):
     "eval/length_sweep.csv",
     "eval/length_sweep.png",
     "eval/reconstructions_mamba.png",
+    "eval/discretization.csv",
   ):
     assert os.path.exists(os.path.join(reference_run, name)), name
   rows = metrics.read_jsonl(os.path.join(reference_run, "metrics.jsonl"))
@@ -311,3 +312,8 @@ def test_every_model_variant_trains_and_evaluate_cli_rewrites_eval(data_dir, tmp
   with open(os.path.join(workdir, "eval", "length_sweep.csv")) as f:
     models = {line.split(",")[0] for line in f.readlines()[1:]}
   assert models == {"mamba", "mamba_length_adaptive", "mamba_length_token", "transformer"}
+  with open(os.path.join(workdir, "eval", "discretization.csv")) as f:
+    assert f.readline().strip() == "model,layer,alpha_mean,alpha_min,alpha_max"
+    assert [line.split(",")[:2] for line in f] == [["mamba_length_adaptive", "0"]]
+  logged = metrics.read_jsonl(os.path.join(workdir, metrics.METRICS_FILE))[-1]
+  assert {"alpha_mean_mamba_length_adaptive", "alpha_max_mamba_length_adaptive"} <= set(logged)

@@ -27,21 +27,27 @@ def _silu(x):
 
 
 def mamba_forward_float64(block, hidden):
-  """mamba_ssm's Mamba.forward (slow path, one example) in numpy float64, step by step."""
+  """mamba_ssm's Mamba.forward (slow path, one example) in numpy float64, step by step; with
+  d_conv = 0 the same with the conv removed."""
   c = block.config
   xz = hidden @ _np(block.in_proj.kernel)
   x, z = xz[:, : c.d_inner], xz[:, c.d_inner :]
-  weight, bias = _np(block.conv1d.weight), _np(block.conv1d.bias)
   length = x.shape[0]
-  conv = np.stack(
-    [
-      bias
-      + sum(
-        weight[:, k] * x[t - c.d_conv + 1 + k] for k in range(c.d_conv) if t - c.d_conv + 1 + k >= 0
-      )
-      for t in range(length)
-    ]
-  )
+  if c.d_conv == 0:  # no conv: the SSM reads silu(x)
+    conv = x
+  else:
+    weight, bias = _np(block.conv1d.weight), _np(block.conv1d.bias)
+    conv = np.stack(
+      [
+        bias
+        + sum(
+          weight[:, k] * x[t - c.d_conv + 1 + k]
+          for k in range(c.d_conv)
+          if t - c.d_conv + 1 + k >= 0
+        )
+        for t in range(length)
+      ]
+    )
   u = _silu(conv)
   x_dbl = u @ _np(block.x_proj.kernel)
   r = c.resolved_dt_rank

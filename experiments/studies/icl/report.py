@@ -8,7 +8,7 @@ icl_<task>.png per evaluated task; icl_summary.csv / icl_summary.md (the error a
 horizon and at the longest length); probing.csv / probing.png (each layer's residual stream
 at fresh queries after the training horizon's context, decoded through the final norm and
 read-out, and a per-prompt linear probe of that decoding, against normalised depth), for tasks
-whose function is linear.
+whose function is linear. The task adds discretization.csv (experiments/learned_alpha.py).
 """
 
 import csv

@@ -125,4 +125,6 @@ class Task(SideBySide):
     return {"xs": generated["xs"], "ys": generated["ys"], "d_active": d_active_array}
 
   def evaluate(self, state, workdir):
-    report.write(self, state, os.path.join(workdir, "eval"))
+    out_dir = os.path.join(workdir, "eval")
+    report.write(self, state, out_dir)
+    self.write_discretization(state, out_dir)

@@ -12,6 +12,9 @@ the step scales with the number of context patches L), "mamba_length_token" (the
 variant: a linear embedding of L / 100 prepended), "transformer" (causal; no sequence-index
 positions: every token carries its 2-d centre, so nothing in it is tied to a maximum length).
 Each reads its backbone's sizes from its config section (config.model.mamba or .transformer).
+config.model.mamba_input_proj (default True) puts a Linear(d_token -> d_model) between the tokens
+and the Mamba backbone; False feeds the tokens to it directly, as the paper does (d_token must
+equal d_model; configs/digits_paper_model.py).
 """
 
 import jax
@@ -52,7 +55,16 @@ class PatchReconstructor(nnx.Module):
         discretization="length_adaptive" if adaptive else "fixed",
         length_ref=config.mamba.length_ref if adaptive else None,
       )
-      self.backbone = mamba_jax.MambaModel(mamba_config, d_token, patch_pixels, rngs=rngs)
+      input_proj = config.get("mamba_input_proj", True)  # absent from older config.json files
+      if not input_proj and d_token != mamba_config.d_model:
+        raise ValueError(
+          f"config.model.mamba_input_proj = False feeds the tokens to the backbone directly: "
+          f"config.model.d_token = {d_token} must equal config.model.mamba.d_model = "
+          f"{mamba_config.d_model}"
+        )
+      self.backbone = mamba_jax.MambaModel(
+        mamba_config, d_token, patch_pixels, rngs=rngs, input_proj=input_proj
+      )
 
   def __call__(self, context_patches, context_positions, query_positions, n_context=None):
     """Predicted patches (batch, Q, P*P) in [-1, 1].

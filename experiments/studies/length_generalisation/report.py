@@ -2,7 +2,8 @@
 
 length_sweep.csv (model, L, mse, n_images), length_sweep.png (MSE against L per model, the
 training range shaded) and reconstructions_<model>.png (what the model saw after k context
-patches and what it reconstructs, tile by tile, for a few evaluation images).
+patches and what it reconstructs, tile by tile, for a few evaluation images). The task adds
+discretization.csv (experiments/learned_alpha.py).
 """
 
 import csv

@@ -92,4 +92,6 @@ class Task(SideBySide):
 
   def evaluate(self, state, workdir):
     source = data.open_split(self.config, self.config.data.eval_split)
-    report.write(self, state, source, os.path.join(workdir, "eval"))
+    out_dir = os.path.join(workdir, "eval")
+    report.write(self, state, source, out_dir)
+    self.write_discretization(state, out_dir)

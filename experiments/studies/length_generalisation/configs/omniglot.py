@@ -21,7 +21,7 @@ def get_config():
   c.sequence.train_length_max = 1024
   c.sequence.num_queries = 1024  # Q = 1024 query patches
   c.model.mamba.length_ref = 512.0  # middle of the training range
-  c.optimizer.learning_rate = 3e-4  # LAMB lr 3e-4, clip 1.0 (the paper's)
+  c.optimizer.learning_rate = 3e-4  # the paper's: Adam (its LAMB at decay 0), eps 1e-6, clip 1
   c.optimizer.schedule = "constant"
   c.num_train_steps = 200_000
   c.checkpoint_every_steps = 2000

@@ -159,6 +159,8 @@ def test_smoke_run_of_each_function_class(class_name, tmp_path):
     assert float(r["lo"]) <= float(r["error"]) <= float(r["hi"])
   assert len(_rows(out / "icl_summary.csv")) == len(eval_classes) * len(expected_models)
   assert (out / "icl_summary.md").exists()
+  alpha_models = {r["model"] for r in _rows(out / "discretization.csv")}
+  assert alpha_models == ({"mamba_length_adaptive"} & set(config.models))
   if class_name in ("linear_regression", "sparse_linear_regression"):
     probing = _rows(out / "probing.csv")
     assert {r["model"] for r in probing} == set(config.models)
