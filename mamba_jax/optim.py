@@ -4,7 +4,8 @@ Rule (the GPT-2/GPT-3 recipe mamba_ssm's models were trained with, plus mamba_ss
 `_no_weight_decay` flags): weight matrices decay, including the token embedding (hence the tied
 head) and the depthwise conv weight; vectors never do (every bias, RMSNorm/LayerNorm scales, D,
 dt_bias, the length-adaptive alpha, S4D's log step); and the SSM matrices A_log (and S4D's input
-matrix ssm_B) never do, because decay would pull the state dynamics rather than regularise a map.
+matrix ssm_B and the imaginary part A_imag of S4D-Lin's A) never do, because decay would pull
+the state dynamics rather than regularise a map.
 Under a stacked MambaStack (MambaConfig.scan_layers) every parameter has one more leading axis,
 the layer axis, which does not count towards its rank.
 """
@@ -14,7 +15,7 @@ import jax
 from mamba_jax.models import STACKED_LAYERS
 
 # Matrices that must not decay (leaf names); every parameter of rank < 2 is excluded anyway.
-NO_DECAY_MATRICES = frozenset({"A_log", "ssm_B"})
+NO_DECAY_MATRICES = frozenset({"A_log", "A_imag", "ssm_B"})
 
 
 def weight_decay_mask(params):

@@ -62,6 +62,10 @@ def test_mask_of_s4d_keeps_ssm_dynamics_out():
   mask = _named_mask(S4DModel(2, 2, d_model=8, n_layers=1, d_state=4, rngs=nnx.Rngs(0)))
   assert not mask["['layers'][0]['A_log']"] and not mask["['layers'][0]['ssm_B']"]
   assert not mask["['layers'][0]['log_dt']"] and mask["['layers'][0]['ssm_C']"]
+  lin = S4DModel(2, 2, d_model=8, n_layers=1, d_state=4, kernel="fft", init="lin", rngs=nnx.Rngs(0))
+  mask = _named_mask(lin)
+  assert not mask["['layers'][0]['A_log']"] and not mask["['layers'][0]['A_imag']"]
+  assert mask["['layers'][0]['ssm_C']"] and not mask["['layers'][0]['D']"]
 
 
 def test_adamw_decays_only_masked_parameters():

@@ -49,11 +49,14 @@ class ICLRegressor(nnx.Module):
       )
       self.backbone = mamba_jax.MambaModel(config, d, 1, rngs=rngs)
 
-  def __call__(self, prompt, return_residuals=False):
+  def __call__(self, prompt, return_residuals=False, *, dropout_key=None):
     """prompt (batch, tokens, d) -> outputs (batch, tokens) float32; with return_residuals
-    also the residual stream entering each layer and after the last (n_layers + 1 arrays)."""
+    also the residual stream entering each layer and after the last (n_layers + 1 arrays).
+    dropout_key (training only): the randomness of S4D's dropout; the other families have
+    none, and without a key every model is deterministic (evaluation)."""
     # The length-adaptive step sees L = the prompt's token count (the models' default).
-    result = self.backbone(prompt, return_residuals=return_residuals)
+    kwargs = {"dropout_key": dropout_key} if self.variant == "s4d" else {}
+    result = self.backbone(prompt, return_residuals=return_residuals, **kwargs)
     if return_residuals:
       return _channel(result[0]), result[1]
     return _channel(result)

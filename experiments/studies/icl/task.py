@@ -49,6 +49,7 @@ class Task(SideBySide):
     super().__init__(config, model_names(config, VARIANTS))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     self.eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+    self.dropout_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
 
   def _check_evaluation(self, config, mesh):
     """Every evaluation setting, checked before training rather than after it."""
@@ -88,10 +89,13 @@ class Task(SideBySide):
 
   def loss(self, model, batch):
     prompt = function_classes.make_prompt(batch["xs"], batch["ys"])
-    predictions = function_classes.read_predictions(model(prompt))
+    outputs = model(prompt, dropout_key=batch.get("dropout_key"))
+    predictions = function_classes.read_predictions(outputs)
     return jnp.mean(jnp.square(predictions - batch["ys"]))
 
   def train_step(self, state, batch):
+    # Dropout (S4D's) draws from (seed, step) alone; evaluation calls models without a key.
+    batch = dict(batch, dropout_key=jax.random.fold_in(self.dropout_key, state["step"]))
     state, metrics = super().train_step(state, batch)
     d_active = batch["d_active"][0]
     scale = function_classes.error_scale(self.function_class, d_active)

@@ -73,10 +73,14 @@ def test_step_metrics_and_per_family_learning_rates():
   state = task.init_state(jax.random.key(0))
   batch = task.batch(0)
   _, metrics = jax.jit(task.train_step)(state, batch)
+  assert config.model.s4d.dropout > 0  # training applies S4D's dropout, drawn from the step
+  dropout_key = jax.random.fold_in(task.dropout_key, 0)
   for name in task.names:
     model = task.model(state, name)
     prompt = function_classes.make_prompt(batch["xs"], batch["ys"])
-    predictions = function_classes.read_predictions(model(prompt))
+    outputs = model(prompt, dropout_key=dropout_key)
+    assert np.allclose(outputs, model(prompt)) == (name != "s4d")
+    predictions = function_classes.read_predictions(outputs)
     mse = np.mean(np.square(np.asarray(predictions) - np.asarray(batch["ys"])))
     np.testing.assert_allclose(metrics[f"loss_{name}"], mse, rtol=1e-5)
     np.testing.assert_allclose(metrics[f"error_{name}"], mse / 5, rtol=1e-5)
