@@ -10,9 +10,9 @@ any longer prompt with the same key and index (extrapolation reads prefixes of o
 
 Conventions follow Garg et al.'s code, which Grazzi et al. reuse:
 - Curriculum: inputs are drawn in R^d and coordinates >= d_active are set to zero; the function
-  is drawn over all d coordinates (sparse supports and tree split coordinates may fall on
-  inactive, zero coordinates early in training). The paper draws the sparse support among the
-  active dimensions only: a known deviation (docs/design.md section 6B).
+  is drawn over all d coordinates (tree split coordinates may fall on inactive, zero
+  coordinates early in training), except the sparse support, which is drawn among the active
+  coordinates (Garg et al.'s valid_coords = the curriculum's dimension).
 - Error normalisation: squared error divided by the active dimension for the dense tasks
   (linear, noisy, skewed linear, ReLU nets), whose outputs have variance d_active; by k = 3 for
   sparse linear regression (variance k once d_active = d); by 1 for trees (leaf values N(0, 1)).
@@ -37,17 +37,28 @@ NOISE_STD = 1.0
 SKEW_SEED = 20220801  # Fixes the skewed covariance's eigenvectors: one distribution for all runs.
 
 
-# Functions: draw(key, d) -> parameter dict, apply(params, xs (n, d)) -> ys (n,).
+# Functions: draw(key, d, d_active) -> parameter dict, apply(params, xs (n, d)) -> ys (n,).
+# d_active (traced) is the curriculum's active dimension; only the sparse support uses it.
 
 
-def draw_linear(key, d):
+def draw_linear(key, d, d_active=None):
+  del d_active
   return {"w": jax.random.normal(key, (d,))}
 
 
-def draw_sparse_linear(key, d, sparsity=SPARSITY):
-  """w ~ N(0, I) with all but `sparsity` coordinates (uniform without replacement) set to 0."""
+def draw_sparse_linear(key, d, d_active=None, sparsity=SPARSITY):
+  """w ~ N(0, I) with all but `sparsity` coordinates set to 0, the support uniform without
+  replacement among the active coordinates (needs d_active >= sparsity).
+
+  The support is the first `sparsity` active entries of one random permutation of range(d): a
+  uniform subset of the active ones, and exactly permutation[:sparsity] when d_active = d.
+  """
   w_key, support_key = jax.random.split(key)
-  support = jax.random.permutation(support_key, d)[:sparsity]
+  permutation = jax.random.permutation(support_key, d)
+  if d_active is not None:
+    inactive_last = jnp.argsort(permutation >= d_active, stable=True)
+    permutation = permutation[inactive_last]
+  support = permutation[:sparsity]
   mask = jnp.zeros((d,), bool).at[support].set(True)
   return {"w": jnp.where(mask, jax.random.normal(w_key, (d,)), 0.0)}
 
@@ -56,7 +67,8 @@ def apply_linear(params, xs):
   return xs @ params["w"]
 
 
-def draw_relu_2nn(key, d, hidden=RELU_HIDDEN):
+def draw_relu_2nn(key, d, d_active=None, hidden=RELU_HIDDEN):
+  del d_active
   w1_key, w2_key = jax.random.split(key)
   return {"w1": jax.random.normal(w1_key, (d, hidden)), "w2": jax.random.normal(w2_key, (hidden,))}
 
@@ -67,8 +79,9 @@ def apply_relu_2nn(params, xs):
   return math.sqrt(2 / hidden) * jax.nn.relu(xs @ params["w1"]) @ params["w2"]
 
 
-def draw_decision_tree(key, d, depth=TREE_DEPTH):
+def draw_decision_tree(key, d, d_active=None, depth=TREE_DEPTH):
   """A complete binary tree: a split coordinate per internal node (heap order), N(0, 1) leaves."""
+  del d_active
   coordinate_key, leaf_key = jax.random.split(key)
   return {
     "coordinates": jax.random.randint(coordinate_key, (2**depth - 1,), 0, d),
@@ -183,7 +196,7 @@ def _batch(key, example_index, d_active, class_name, n_points, d):
   def one(index):
     example_key = jax.random.fold_in(key, index)
     xs = draw_inputs(jax.random.fold_in(example_key, 0), n_points, d, d_active, root)
-    params = fc.draw(jax.random.fold_in(example_key, 1), d)
+    params = fc.draw(jax.random.fold_in(example_key, 1), d, d_active)
     ys = fc.apply(params, xs)
     if fc.noise_std:
       noise_key = jax.random.fold_in(example_key, 2)

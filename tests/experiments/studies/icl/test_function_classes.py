@@ -84,6 +84,30 @@ def test_sparse_linear_regression_has_three_nonzeros(batches):
   np.testing.assert_allclose(batch["ys"], np.einsum("bnd,bd->bn", batch["xs"], w), atol=1e-4)
 
 
+def test_sparse_support_lies_among_the_active_dimensions():
+  """As Garg et al. (valid_coords = the curriculum's dimension): never a coordinate >= d_active,
+  and every active coordinate is used."""
+  batch = icl_batch(jax.random.PRNGKey(3), "sparse_linear_regression", 4, batch_size=B, d_active=5)
+  w = np.asarray(batch["function"]["w"])
+  assert np.all(np.count_nonzero(w, axis=1) == 3)
+  assert not np.any(w[:, 5:])
+  counts = np.count_nonzero(w, axis=0)[:5]  # ~B * 3 / 5 = 307 each.
+  assert counts.min() > 250 and counts.max() < 365
+
+
+def test_sparse_support_at_full_dimension_is_the_unrestricted_draw():
+  """d_active = d draws exactly permutation(d)[:3], the distribution of the draw without a
+  curriculum."""
+  keys = jax.random.split(jax.random.PRNGKey(4), 256)
+  restricted = jax.vmap(lambda k: function_classes.draw_sparse_linear(k, D, jnp.int32(D)))(keys)
+  unrestricted = jax.vmap(lambda k: function_classes.draw_sparse_linear(k, D))(keys)
+  np.testing.assert_array_equal(restricted["w"], unrestricted["w"])
+  supports = jax.vmap(lambda k: jax.random.permutation(jax.random.split(k)[1], D)[:3])(keys)
+  np.testing.assert_array_equal(
+    np.sort(np.nonzero(unrestricted["w"])[1].reshape(-1, 3)), np.sort(np.asarray(supports), axis=1)
+  )
+
+
 def test_relu_2nn_function_and_scale(batches):
   batch = batches["relu_2nn"]
   w1, w2 = batch["function"]["w1"], batch["function"]["w2"]
