@@ -90,6 +90,12 @@ def tree(xs, ys, max_depth=TREE_DEPTH):
   )
 
 
+def tree_unbounded(xs, ys):
+  """A greedy (CART) regression tree grown until its leaves are pure, as Garg et al.'s
+  DecisionTreeModel(max_depth=None)."""
+  return tree(xs, ys, max_depth=None)
+
+
 def xgboost(xs, ys):
   """Gradient-boosted trees with XGBoost's default settings, as Garg et al.'s baseline
   (XGBRegressor(); one thread per fit: the fits are tiny and many)."""
@@ -104,6 +110,7 @@ ESTIMATORS = {
   "knn3": knn3,
   "lasso": lasso,
   "tree": tree,
+  "tree_unbounded": tree_unbounded,
   "xgboost": xgboost,
 }
 

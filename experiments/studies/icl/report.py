@@ -37,7 +37,7 @@ PROBING_CSV = "probing.csv"
 PROBING_PNG = "probing.png"
 # Fitting one scikit-learn / XGBoost model per prompt and prefix is slow: these run on the first
 # config.eval.slow_baseline_prompts prompts only.
-SLOW_BASELINES = ("lasso", "tree", "xgboost")
+SLOW_BASELINES = ("lasso", "tree", "tree_unbounded", "xgboost")
 
 
 def _gather(x):

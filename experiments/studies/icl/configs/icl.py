@@ -33,7 +33,7 @@ BASELINES = {
   "skewed_linear_regression": _BASIC,
   "sparse_linear_regression": _BASIC + ("lasso",),
   "relu_2nn": _BASIC,
-  "decision_tree": _BASIC + ("tree", "xgboost"),
+  "decision_tree": _BASIC + ("tree", "tree_unbounded", "xgboost"),
 }
 # Evaluation-only variants of a trained class, evaluated beside it.
 EVAL_CLASSES = {
@@ -130,7 +130,7 @@ def get_config(arg=None):
   c.eval.num_prompts = 1280  # evaluation prompts (the same for models and baselines)
   c.eval.batch_size = 128 if paper else 256  # prompts per evaluation batch
   c.eval.baselines = ml_collections.ConfigDict(BASELINES)  # class -> baselines on its prompts
-  c.eval.slow_baseline_prompts = 1280 if paper else 256  # prompts for lasso / tree / xgboost
+  c.eval.slow_baseline_prompts = 1280 if paper else 256  # prompts for report.SLOW_BASELINES
   c.eval.band_level = 0.9  # bootstrap band
   c.eval.bootstrap_resamples = 1000  # bootstrap resamples
   c.eval.probe_prompts = 256  # prompts for the layer probes (0: no probing)

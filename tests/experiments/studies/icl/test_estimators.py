@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from sklearn.tree import DecisionTreeRegressor
 
 from experiments.studies.icl import estimators as icl_estimators
 from experiments.studies.icl.estimators import ESTIMATORS, get_estimator
@@ -33,7 +34,15 @@ def _small_problem(seed=0, batch=3, n=7, d=4):
 
 
 def test_registry_names():
-  assert set(ESTIMATORS) == {"least_squares", "averaging", "knn3", "lasso", "tree", "xgboost"}
+  assert set(ESTIMATORS) == {
+    "least_squares",
+    "averaging",
+    "knn3",
+    "lasso",
+    "tree",
+    "tree_unbounded",
+    "xgboost",
+  }
   assert get_estimator("knn3") is icl_estimators.knn3
   with pytest.raises(ValueError, match="Unknown baseline"):
     get_estimator("gradient_boosting")
@@ -136,6 +145,20 @@ def test_trees_fit_a_decision_tree_task_better_than_zero():
   boosted = icl_estimators.xgboost(batch["xs"][few], batch["ys"][few])
   boosted = np.square(boosted - batch["ys"][few])
   assert boosted[:, 60:].mean() < 0.7 * zero[few, 60:].mean()
+
+
+def test_unbounded_tree_is_a_pure_leaved_cart_tree_on_each_prefix():
+  """Against its definition: DecisionTreeRegressor(max_depth=None) fitted on the first i pairs;
+  with distinct inputs its leaves are pure, so it reproduces every context label."""
+  xs, ys = _small_problem(seed=2, batch=2, n=6, d=3)
+  predictions = icl_estimators.tree_unbounded(xs, ys)
+  for b in range(xs.shape[0]):
+    for i in range(1, xs.shape[1]):
+      fitted = DecisionTreeRegressor(max_depth=None, random_state=0).fit(xs[b, :i], ys[b, :i])
+      assert predictions[b, i] == fitted.predict(xs[b, i : i + 1])[0]
+      np.testing.assert_array_equal(fitted.predict(xs[b, :i]), ys[b, :i])
+  depth_one = icl_estimators.tree(xs, ys, max_depth=1)
+  assert not np.allclose(predictions[:, 3:], depth_one[:, 3:])
 
 
 def test_rejects_bad_shapes():
