@@ -6,7 +6,8 @@ position i uses only the i previous pairs (x_j, y_j), j < i, and position 0 pred
 in float64 numpy on the host: the closed-form ones are vectorised over prompts; the scikit-learn
 and XGBoost ones fit one model per prompt and position (n * batch fits: about a minute for
 1280 prompts of 28 points, and an hour or more for XGBoost at 1280 prompts of 250 points, hence
-the evaluation's separate prompt count for these).
+the evaluation's separate prompt count for these). gd_2nn (gd_network.py) trains a network per
+prompt and position in JAX.
 """
 
 import warnings
@@ -15,6 +16,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 from sklearn.tree import DecisionTreeRegressor
+
+from experiments.studies.icl.gd_network import gd_2nn
 
 LASSO_ALPHA = 0.01
 NEIGHBOURS = 3
@@ -112,6 +115,7 @@ ESTIMATORS = {
   "tree": tree,
   "tree_unbounded": tree_unbounded,
   "xgboost": xgboost,
+  "gd_2nn": gd_2nn,  # A 2-layer ReLU network trained by Adam per prefix (gd_network.py).
 }
 
 

@@ -35,9 +35,9 @@ SUMMARY_CSV = "icl_summary.csv"
 SUMMARY_MD = "icl_summary.md"
 PROBING_CSV = "probing.csv"
 PROBING_PNG = "probing.png"
-# Fitting one scikit-learn / XGBoost model per prompt and prefix is slow: these run on the first
-# config.eval.slow_baseline_prompts prompts only.
-SLOW_BASELINES = ("lasso", "tree", "tree_unbounded", "xgboost")
+# Fitting one model (scikit-learn, XGBoost, a JAX network) per prompt and prefix is slow: these
+# run on the first config.eval.slow_baseline_prompts prompts only.
+SLOW_BASELINES = ("lasso", "tree", "tree_unbounded", "xgboost", "gd_2nn")
 
 
 def _gather(x):

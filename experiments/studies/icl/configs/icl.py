@@ -32,7 +32,7 @@ BASELINES = {
   "noisy_linear_regression": _BASIC,
   "skewed_linear_regression": _BASIC,
   "sparse_linear_regression": _BASIC + ("lasso",),
-  "relu_2nn": _BASIC,
+  "relu_2nn": _BASIC + ("gd_2nn",),
   "decision_tree": _BASIC + ("tree", "tree_unbounded", "xgboost"),
 }
 # Evaluation-only variants of a trained class, evaluated beside it.

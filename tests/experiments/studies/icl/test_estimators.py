@@ -42,6 +42,7 @@ def test_registry_names():
     "tree",
     "tree_unbounded",
     "xgboost",
+    "gd_2nn",
   }
   assert get_estimator("knn3") is icl_estimators.knn3
   with pytest.raises(ValueError, match="Unknown baseline"):
@@ -159,6 +160,20 @@ def test_unbounded_tree_is_a_pure_leaved_cart_tree_on_each_prefix():
       np.testing.assert_array_equal(fitted.predict(xs[b, :i]), ys[b, :i])
   depth_one = icl_estimators.tree(xs, ys, max_depth=1)
   assert not np.allclose(predictions[:, 3:], depth_one[:, 3:])
+
+
+def test_gd_network_fits_a_relu_network_prompt():
+  """Garg et al.'s GDModel: far better than predicting zero once the context holds enough
+  points, and position 0 predicts 0; the result does not depend on the chunking."""
+  batch = _task("relu_2nn", 30, 3, seed=0, d=5)
+  # Chunks of 2 prompts (the second padded); the run on 2 prompts reuses that compilation.
+  predictions = icl_estimators.gd_2nn(batch["xs"], batch["ys"], networks_per_chunk=60)
+  np.testing.assert_array_equal(predictions[:, 0], 0.0)
+  zero = _errors("relu_2nn", np.zeros_like(batch["ys"]), batch, 5)
+  network = _errors("relu_2nn", predictions, batch, 5)
+  assert network[:, 20:].mean() < 0.3 * zero[:, 20:].mean()
+  first_two = icl_estimators.gd_2nn(batch["xs"][:2], batch["ys"][:2])
+  np.testing.assert_allclose(first_two, predictions[:2], rtol=1e-6, atol=1e-6)
 
 
 def test_rejects_bad_shapes():
