@@ -161,8 +161,7 @@ FUNCTION_CLASSES = {
       apply_linear,
       _active_dimension,
       _LR_POINTS,
-      skewed_inputs=True,
-      evaluation_only=True,
+      skewed_inputs=True,  # A training class too (Grazzi et al. train on it).
     ),
   )
 }

@@ -2,7 +2,8 @@ r"""Study B (in-context learning, docs/design.md section 6B): one config for eve
 class.
 
 Arguments after the path (big_vision style): function_class (linear_regression,
-sparse_linear_regression, relu_2nn, decision_tree; default linear_regression) and variant.
+sparse_linear_regression, relu_2nn, decision_tree, skewed_linear_regression; default
+linear_regression) and variant.
 Variant "paper" is Grazzi et al.'s scale (d = 20, 256 wide, 24 Mamba layers, 12 transformer
 layers, 24 S4 layers 435 wide, Adam 1e-4 cosine, batch 64, 500k steps, the curriculum every 2000
 steps), for a GPU or TPU; variant "cpu" trains small models (d = 5, 64 wide, S4 100 wide, fixed

@@ -43,8 +43,7 @@ def test_registry_names():
     "skewed_linear_regression",
   }
   assert {n for n, t in FUNCTION_CLASSES.items() if t.evaluation_only} == {
-    "noisy_linear_regression",
-    "skewed_linear_regression",
+    "noisy_linear_regression"
   }
   with pytest.raises(ValueError, match="Unknown function class"):
     icl_batch(jax.random.key(0), "quadratic", 5, batch_size=2)

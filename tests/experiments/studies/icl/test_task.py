@@ -87,6 +87,32 @@ def test_step_metrics_and_per_family_learning_rates():
   assert float(metrics["n_points"]) == 11 and float(metrics["d_active"]) == 5
 
 
+@pytest.mark.parametrize("variant", ("cpu", "paper"))
+def test_skewed_linear_regression_is_a_training_config(variant):
+  """Grazzi et al. also train on skewed covariance: the config builds, the task constructs and
+  trains on skewed inputs, evaluated on its own class with linear regression's baselines."""
+  config = tiny(get_config("skewed_linear_regression", variant))
+  assert config.icl.function_class == "skewed_linear_regression"
+  assert tuple(config.eval.function_classes) == ("skewed_linear_regression",)
+  assert config.eval.baselines.skewed_linear_regression == ("least_squares", "averaging", "knn3")
+  task = icl.Task(config, parallel.make_mesh())
+  batch = task.batch(0)
+  d_active, n_points = function_classes.curriculum_at(0, config.icl.curriculum)
+  expected = function_classes.icl_batch(
+    task.data_key,
+    "skewed_linear_regression",
+    n_points,
+    example_index=np.arange(8),
+    d=config.icl.d,
+    d_active=d_active,
+  )
+  np.testing.assert_array_equal(batch["xs"], expected["xs"])
+  plain = function_classes.icl_batch(
+    task.data_key, "linear_regression", n_points, example_index=np.arange(8), d=config.icl.d
+  )
+  assert not np.allclose(expected["xs"], plain["xs"])
+
+
 def test_bad_configs_are_refused():
   mesh = parallel.make_mesh()
   config = tiny(get_config("noisy_linear_regression", "cpu"))
