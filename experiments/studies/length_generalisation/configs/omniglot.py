@@ -6,7 +6,8 @@ For a GPU or TPU host (data parallel over every device; multi-host with --distri
       --config=experiments/studies/length_generalisation/configs/omniglot.py \
       --workdir=runs/omniglot --config.data.omniglot_dir=/path/to/omniglot
 
-The Omniglot archives (images_background*.zip, all_runs.zip) are read from data.omniglot_dir.
+The Omniglot archives are read from data.omniglot_dir: the full set (images_background.zip,
+images_evaluation.zip) when both are there, else the small subsets (logged as a warning).
 """
 
 from experiments.studies.length_generalisation.configs import digits
