@@ -12,6 +12,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import nnx
 
 from experiments import config_values, data, parallel
@@ -69,9 +70,17 @@ class Task(SideBySide):
     self.source = data.open_split(config, config.data.train_split)
     self._selection_images = None
     if config.eval.get("select", "last") == "best":
-      self._selection_images = SourceTail(
-        data.open_split(config, config.data.eval_split), config.eval.select_examples
-      )
+      eval_source = data.open_split(config, config.data.eval_split)
+      self._selection_images = SourceTail(eval_source, config.eval.select_examples)
+      if self._selection_images.start < config.eval.num_examples:
+        logging.warning(
+          "Model selection: the %d validation images (the last of the %d in %r) overlap the "
+          "first %d that the length sweep evaluates; the selected models' sweep is optimistic.",
+          len(self._selection_images),
+          len(eval_source),
+          config.data.eval_split,
+          config.eval.num_examples,
+        )
     self._batches = data.StepBatches(
       self.source, config.batch_size, config.seed, jax.process_index(), jax.process_count()
     )
