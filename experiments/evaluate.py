@@ -1,6 +1,7 @@
 r"""Evaluates a trained workdir again: python -m experiments.evaluate --workdir=DIR.
 
-Reads DIR/config.json and the latest checkpoint, and rewrites DIR/eval/ (the same evaluation
+Reads DIR/config.json and the latest checkpoint (or, with config.eval.select = "best", each
+part's best one), and rewrites DIR/eval/ (the same evaluation
 that ends every training run).
 """
 
@@ -25,7 +26,7 @@ def evaluate(workdir):
   checkpointer.close()
   if step == 0:
     raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint to evaluate")
-  task.evaluate(state, workdir)
+  task.evaluate(train.state_to_evaluate(task, config, workdir, state), workdir)
 
 
 def main(argv):

@@ -89,3 +89,12 @@ class SideBySide:
   def write_discretization(self, state, out_dir):
     """out_dir/discretization.csv: every model's learned alpha per layer (learned_alpha)."""
     return learned_alpha.write_csv(out_dir, {name: state["params"][name] for name in self.names})
+
+  def combine_best(self, states):
+    """One state from each model's own best state (model selection, experiments/selection.py):
+    model `name` takes its parameters and optimiser state from states[name]."""
+    return {
+      "params": {name: states[name]["params"][name] for name in self.names},
+      "opt_state": {name: states[name]["opt_state"][name] for name in self.names},
+      "step": jnp.max(jnp.stack([states[name]["step"] for name in self.names])),
+    }

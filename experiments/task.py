@@ -2,7 +2,15 @@
 
 A study's task is built from (config, mesh) and is complete after construction: every config
 check has run and every method can be called in any order (nothing is filled in lazily by
-another call). The loop only ever calls these four methods.
+another call). The loop only ever calls these four methods, and the two optional ones below
+when config.eval.select = "best" (experiments/selection.py):
+
+  validation_scores(state) -> dict[str, float]
+    Lower is better; one score per part of the state that is selected on its own (study A: per
+    model trained side by side). Called every config.eval.eval_every_steps and at the last step,
+    on every process; must be deterministic given the state.
+  combine_best(states: dict[str, State]) -> State
+    The state to evaluate, from each part's best state (keys as validation_scores').
 """
 
 from typing import Any, Protocol, runtime_checkable

@@ -3,8 +3,10 @@
 A study provides a task (the contract in experiments/task.py): it builds the training state,
 defines one training step, produces the batch of a given step and evaluates a trained state.
 This loop owns what they share: the device mesh (data parallel over every device of every host),
-jit, orbax checkpoints and exact resume, metrics, the non-finite-loss stop and clean exit on
-SIGTERM.
+jit, orbax checkpoints and exact resume, metrics, the non-finite-loss stop, clean exit on
+SIGTERM, and model selection: with config.eval.select = "best" the task's optional
+validation_scores are taken every config.eval.eval_every_steps and the best state of each part
+is what gets evaluated (experiments/selection.py).
 """
 
 import json
@@ -15,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import checkpointing, metrics, parallel, preemption, studies
+from experiments import checkpointing, metrics, parallel, preemption, selection, studies
 
 CONFIG_FILE = "config.json"
 
@@ -50,6 +52,20 @@ def restore_or_init(task, config, workdir, mesh):
   return checkpointer.restore(state), checkpointer, start
 
 
+def state_to_evaluate(task, config, workdir, state):
+  """`state` itself ("last"), or the task's combination of each part's best state ("best")."""
+  if selection.select_mode(config) != "best":
+    return state
+  best = selection.BestCheckpoints(os.path.join(workdir, selection.BEST_DIR))
+  try:
+    for part in best.parts():
+      step, score = best.best(part)
+      logging.info("Evaluating %s from step %d (validation score %.6g)", part, step, score)
+    return task.combine_best(best.restore(state))
+  finally:
+    best.close()
+
+
 def train_and_evaluate(config, workdir):
   """Trains the task of `config.study` for config.num_train_steps, then evaluates; returns the
   final state.
@@ -62,6 +78,8 @@ def train_and_evaluate(config, workdir):
   mesh = parallel.make_mesh()
   parallel.host_batch_size(config.batch_size, mesh)  # fails before any data is read
   task = studies.make_task(config, mesh)
+  selection.check_task(task, config)
+  select_best = selection.select_mode(config) == "best"
   write_config(config, workdir)
   state, checkpointer, start = restore_or_init(task, config, workdir, mesh)
   total = config.num_train_steps
@@ -72,6 +90,9 @@ def train_and_evaluate(config, workdir):
     out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
   )
   log_every, save_every = config.log_every_steps, config.checkpoint_every_steps
+  best = (
+    selection.BestCheckpoints(os.path.join(workdir, selection.BEST_DIR)) if select_best else None
+  )
   try:
     with preemption.StopRequest() as stop:
       for step in range(start, total):
@@ -88,6 +109,8 @@ def train_and_evaluate(config, workdir):
             )
           writer.write(done, values)
           writer.progress(done, loss=float(values["loss"]))
+        if best is not None and (done % config.eval.eval_every_steps == 0 or done == total):
+          best.update(done, state, task.validation_scores(state))
         stopping = stop.requested() and done < total
         checkpointer.save(done, state, force=done == total or stopping)
         if stopping:
@@ -98,5 +121,7 @@ def train_and_evaluate(config, workdir):
   finally:
     checkpointer.close()
     writer.close()
-  task.evaluate(state, workdir)
+    if best is not None:
+      best.close()
+  task.evaluate(state_to_evaluate(task, config, workdir, state), workdir)
   return state

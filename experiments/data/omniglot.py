@@ -1,14 +1,24 @@
 """Omniglot from its original archives (Lake et al. 2015) as a TFDS builder, read in place.
 
-train: the background alphabets of images_background_small1.zip and images_background_small2.zip,
-combined and de-duplicated by `alphabet/characterNN/file.png` (the two overlap in Greek and Latin).
-validation: the 800 images of all_runs.zip, drawn from the evaluation alphabets, unseen in train.
+Two builder configs, each prepared in its own folder (data_dir/omniglot_archives/CONFIG/VERSION),
+so a run that finds the full archives never reuses a prepared small set:
+
+`full` (used whenever images_background.zip and images_evaluation.zip are both in the folder):
+train: the 30 background alphabets of images_background.zip (19,280 images); validation: the 20
+evaluation alphabets of images_evaluation.zip (13,180 images), unseen in train.
+
+`small` (the fallback, logged as a warning): train: the background alphabets of
+images_background_small1.zip and images_background_small2.zip, combined and de-duplicated by
+`alphabet/characterNN/file.png` (the two overlap in Greek and Latin). validation: the 800 images
+of all_runs.zip, drawn from the evaluation alphabets, unseen in train.
+
 Images are stored as they are published: 105x105, one channel, ink 0 and background 255.
 
 Labels number characters across both splits: train characters 0.. in sorted
-`alphabet/characterNN` order, then the validation characters `runNN/classMM` (a one-shot run's
-test item takes the class its class_labels.txt assigns). `character` and `alphabet` (empty for
-validation: all_runs does not name them) read back as bytes. The builder is named
+`alphabet/characterNN` order, then the validation characters (`alphabet/characterNN` for full;
+for small `runNN/classMM`, a one-shot run's test item taking the class its class_labels.txt
+assigns). `character` and `alphabet` (empty for small's validation: all_runs does not name them)
+read back as bytes. The builder is named
 `omniglot_archives` and kept out of TFDS's registry, apart from TFDS's own `omniglot`, whose
 layout and splits differ.
 """
@@ -19,6 +29,7 @@ import zipfile
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from experiments.data import builders
 
@@ -26,6 +37,10 @@ NAME = "omniglot_archives"
 BACKGROUND_ARCHIVES = ("images_background_small1.zip", "images_background_small2.zip")
 EVALUATION_ARCHIVE = "all_runs.zip"
 ARCHIVES = BACKGROUND_ARCHIVES + (EVALUATION_ARCHIVE,)
+FULL_BACKGROUND_ARCHIVE = "images_background.zip"
+FULL_EVALUATION_ARCHIVE = "images_evaluation.zip"
+FULL_ARCHIVES = (FULL_BACKGROUND_ARCHIVE, FULL_EVALUATION_ARCHIVE)
+FULL, SMALL = "full", "small"
 SOURCE_URL = "https://github.com/brendenlake/omniglot"
 IMAGE_SIZE = 105
 
@@ -46,6 +61,29 @@ def check_archives(archive_dir):
     path = os.path.join(archive_dir, archive)
     if not os.path.isfile(path):
       raise FileNotFoundError(f"Omniglot archive missing: {path}. {where}")
+
+
+def archive_set(archive_dir):
+  """FULL when both full archives are in archive_dir, else SMALL (logged: results differ)."""
+  archive_dir = os.fspath(archive_dir) if archive_dir else ""
+  if archive_dir and all(os.path.isfile(os.path.join(archive_dir, a)) for a in FULL_ARCHIVES):
+    logging.info("Omniglot: the full set (%s) from %s", ", ".join(FULL_ARCHIVES), archive_dir)
+    return FULL
+  logging.warning(
+    "Omniglot: %s not both in %r; using the SMALL subsets (%s: 8 training alphabets, the 800 "
+    "one-shot images as validation), not the paper's full set.",
+    " and ".join(FULL_ARCHIVES),
+    archive_dir,
+    ", ".join(ARCHIVES),
+  )
+  return SMALL
+
+
+def full_members(archive_dir, archive):
+  """[(archive, member, 'alphabet/characterNN')] for each PNG of one full archive, sorted."""
+  with zipfile.ZipFile(os.path.join(archive_dir, archive)) as z:
+    names = sorted(n for n in z.namelist() if n.endswith(".png"))
+  return [(archive, n, n.split("/", 1)[1].rsplit("/", 1)[0]) for n in names]
 
 
 def background_members(archive_dir):
@@ -91,11 +129,21 @@ def _decode_png(data):
 
 
 class OmniglotArchives(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Reads the three archives from `archive_dir` (required only when preparing)."""
+  """Reads the archives of its config from `archive_dir` (required only when preparing)."""
 
   name = NAME
   VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "train = small1 + small2 de-duplicated, validation = all_runs."}
+  RELEASE_NOTES = {"1.0.0": "Configs small and full."}
+  BUILDER_CONFIGS = [
+    tfds.core.BuilderConfig(
+      name=SMALL, description="train = small1 + small2 de-duplicated, validation = all_runs."
+    ),
+    tfds.core.BuilderConfig(
+      name=FULL,
+      description="train = images_background (30 alphabets), validation = images_evaluation "
+      "(20 alphabets).",
+    ),
+  ]
 
   def __init__(self, *, archive_dir=None, **kwargs):
     self._archive_dir = archive_dir
@@ -119,6 +167,10 @@ class OmniglotArchives(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The archives are read in place, never downloaded.
+    if self.builder_config.name == FULL:
+      train = full_members(self._archive_dir, FULL_BACKGROUND_ARCHIVE)
+      validation = full_members(self._archive_dir, FULL_EVALUATION_ARCHIVE)
+      return self._splits(train, validation)
     check_archives(self._archive_dir)
     train = [
       (archive, name, name.split("/", 1)[1].rsplit("/", 1)[0])
@@ -128,6 +180,10 @@ class OmniglotArchives(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       (EVALUATION_ARCHIVE, name, character)
       for name, character in evaluation_members(self._archive_dir)
     ]
+    return self._splits(train, validation)
+
+  def _splits(self, train, validation):
+    """Both splits' generators, labels numbering train's characters then validation's."""
     characters = sorted({c for _, _, c in train}) + sorted({c for _, _, c in validation})
     labels = {c: i for i, c in enumerate(characters)}
     return {
@@ -160,15 +216,18 @@ class OmniglotArchives(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 
 def prepare(archive_dir, data_dir):
-  """Writes data_dir/omniglot_archives/1.0.0 from the archives once; returns the builder.
+  """Writes data_dir/omniglot_archives/{full,small}/1.0.0 from the archives once; returns the
+  builder. The full set is used when its two archives are in archive_dir (archive_set).
 
   Checks the archives before anything else unless the data set is already prepared, so a
   missing file fails at once.
   """
+  config = archive_set(archive_dir)
   builder = OmniglotArchives(
-    archive_dir=archive_dir, data_dir=str(data_dir), file_format="array_record"
+    archive_dir=archive_dir, config=config, data_dir=str(data_dir), file_format="array_record"
   )
   if not builder.is_prepared():
-    check_archives(archive_dir)
+    if config == SMALL:
+      check_archives(archive_dir)
     builders.prepare(builder)
   return builder

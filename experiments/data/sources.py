@@ -64,7 +64,7 @@ def image_source(name, split, *, data_dir=None, omniglot_dir=None, image_size=No
     name: "digits" (scikit-learn, prepared offline on first use), "omniglot" (prepared from the
       archives in omniglot_dir; without omniglot_dir, TFDS's own prepared `omniglot`), or the name
       of any TFDS image data set already prepared as array_record in data_dir ("mnist", ...).
-    split: e.g. "train", "test" (digits), "validation" (omniglot archives).
+    split: e.g. "train", "test" (digits), "validation" (omniglot archives, full or small).
     data_dir: TFDS data directory (where ours are written); default $TFDS_DATA_DIR or
       ~/tensorflow_datasets.
     image_size: output side S; None uses DEFAULT_IMAGE_SIZE for ours, the native size otherwise.

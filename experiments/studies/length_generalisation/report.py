@@ -26,10 +26,14 @@ SWEEP_CSV = "length_sweep.csv"
 SWEEP_PNG = "length_sweep.png"
 
 
-def length_sweep(task, state, source):
-  """Rows {model, L, mse, n_images}: the mean squared pixel error at the queries."""
+def length_sweep(task, state, source, lengths=None, num_examples=None):
+  """Rows {model, L, mse, n_images}: the mean squared pixel error at the queries, over the first
+  num_examples images of source (default config.eval.num_examples) at each of lengths (default
+  the task's eval_lengths)."""
   config = task.config
-  n_images = min(config.eval.num_examples, len(source))
+  lengths = task.eval_lengths if lengths is None else lengths
+  num_examples = config.eval.num_examples if num_examples is None else num_examples
+  n_images = min(num_examples, len(source))
   key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
   batches = list(data.evaluation_batches(source, config.eval.batch_size, n_images, task.mesh.size))
   rows = []
@@ -41,7 +45,7 @@ def length_sweep(task, state, source):
       error = squared_error(nnx.merge(graphdef, params), batch)
       return jnp.sum(error * batch["weight"]), jnp.sum(batch["weight"])
 
-    for length in task.eval_lengths:
+    for length in lengths:
       total = count = 0.0
       for images, weight in batches:
         sequences = patches.patch_sequences(

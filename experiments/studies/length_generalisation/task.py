@@ -12,6 +12,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import nnx
 
 from experiments import config_values, data, parallel
@@ -34,6 +35,22 @@ def length_buckets(min_length, max_length, count):
   )
 
 
+class SourceTail:
+  """The last n items of a random-access source (fewer if it is shorter), indexed from 0."""
+
+  def __init__(self, source, n):
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+      raise ValueError(f"config.eval.select_examples = {n!r}: expected a positive int")
+    self.source = source
+    self.start = max(0, len(source) - n)
+
+  def __len__(self):
+    return len(self.source) - self.start
+
+  def __getitem__(self, index):
+    return self.source[self.start + index]
+
+
 class Task(SideBySide):
   def __init__(self, config, mesh):
     self.mesh = mesh
@@ -51,6 +68,19 @@ class Task(SideBySide):
     super().__init__(config, model_names(config, VARIANTS))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     self.source = data.open_split(config, config.data.train_split)
+    self._selection_images = None
+    if config.eval.get("select", "last") == "best":
+      eval_source = data.open_split(config, config.data.eval_split)
+      self._selection_images = SourceTail(eval_source, config.eval.select_examples)
+      if self._selection_images.start < config.eval.num_examples:
+        logging.warning(
+          "Model selection: the %d validation images (the last of the %d in %r) overlap the "
+          "first %d that the length sweep evaluates; the selected models' sweep is optimistic.",
+          len(self._selection_images),
+          len(eval_source),
+          config.data.eval_split,
+          config.eval.num_examples,
+        )
     self._batches = data.StepBatches(
       self.source, config.batch_size, config.seed, jax.process_index(), jax.process_count()
     )
@@ -89,6 +119,15 @@ class Task(SideBySide):
     return parallel.global_batch(local, self.mesh)
 
   # -- evaluation ------------------------------------------------------------------------------
+
+  def validation_scores(self, state):
+    """{model: MSE at the longest training length} on the last config.eval.select_examples
+    images of the evaluation split (the sweep reads the first ones): the paper's selection."""
+    length = self.config.sequence.train_length_max
+    rows = report.length_sweep(
+      self, state, self._selection_images, [length], len(self._selection_images)
+    )
+    return {row["model"]: row["mse"] for row in rows}
 
   def evaluate(self, state, workdir):
     source = data.open_split(self.config, self.config.data.eval_split)

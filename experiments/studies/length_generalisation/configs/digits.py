@@ -84,4 +84,9 @@ def get_config():
   c.eval.batch_size = 64  # evaluation batch
   c.eval.grid_lengths = (1, 4, 16, 64)  # reconstructions shown after these many patches
   c.eval.grid_images = 6  # images per reconstruction grid
+  # which state is evaluated: "last" (the final one) or "best" (per model, the lowest
+  # validation MSE at L = train_length_max, as the paper selects; experiments/selection.py)
+  c.eval.select = "last"
+  c.eval.eval_every_steps = 100  # validation interval when select = "best"
+  c.eval.select_examples = 64  # validation images: the last ones of the eval split
   return c

@@ -6,7 +6,8 @@ For a GPU or TPU host (data parallel over every device; multi-host with --distri
       --config=experiments/studies/length_generalisation/configs/omniglot.py \
       --workdir=runs/omniglot --config.data.omniglot_dir=/path/to/omniglot
 
-The Omniglot archives (images_background*.zip, all_runs.zip) are read from data.omniglot_dir.
+The Omniglot archives are read from data.omniglot_dir: the full set (images_background.zip,
+images_evaluation.zip) when both are there, else the small subsets (logged as a warning).
 """
 
 from experiments.studies.length_generalisation.configs import digits
@@ -29,4 +30,7 @@ def get_config():
   c.eval.lengths = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096)
   c.eval.grid_lengths = (1, 16, 128, 1024, 4096)
   c.eval.num_examples = 1024
+  c.eval.select = "best"  # the paper's selection: lowest validation MSE at L = 1024, per model
+  c.eval.eval_every_steps = 2000
+  c.eval.select_examples = 256
   return c
