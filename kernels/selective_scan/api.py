@@ -283,7 +283,7 @@ def make_options(implementation: str, **fields) -> Options:
 def _gpu_kernel_fits(u, options):
   """False when auto's Pallas choice is the GPU kernel and this shape would leave most SMs idle
   (small batch x long sequence, pallas_gpu.gpu_kernel_suits) or JAX lacks the Triton backend."""
-  backend = options.backend or ("gpu" if jax.default_backend() == "gpu" else "tpu")
+  backend = options.backend or pallas_op.default_backend()
   if backend != "gpu":
     return True
   batch, length, d_inner = u.shape
