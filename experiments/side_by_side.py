@@ -55,11 +55,15 @@ class SideBySide:
     del name
     return self.config.optimizer
 
+  def init_index(self, name):
+    """Model `name` is initialised from fold_in(rng, init_index(name)): its position in the
+    config's models unless a study pairs models (equal indices: equal starting parameters)."""
+    return self.names.index(name)
+
   def init_state(self, rng):
-    """Model i is initialised from fold_in(rng, i)."""
     params = {
-      name: nnx.state(self.build(name, jax.random.fold_in(rng, i)), nnx.Param)
-      for i, name in enumerate(self.names)
+      name: nnx.state(self.build(name, jax.random.fold_in(rng, self.init_index(name))), nnx.Param)
+      for name in self.names
     }
     return self.optimizer.init_state(params)
 

@@ -156,6 +156,9 @@ def test_run_writes_the_documented_outputs(reference_run):
     "eval/length_sweep.png",
     "eval/reconstructions_mamba.png",
     "eval/discretization.csv",
+    "eval/stages.csv",
+    "eval/stages.png",
+    "eval/stages_mamba.png",
   ):
     assert os.path.exists(os.path.join(reference_run, name)), name
   rows = metrics.read_jsonl(os.path.join(reference_run, "metrics.jsonl"))
@@ -165,7 +168,17 @@ def test_run_writes_the_documented_outputs(reference_run):
     assert json.load(f)["batch_size"] == 8
   with open(os.path.join(reference_run, "eval", "length_sweep.csv")) as f:
     assert f.readline().strip() == "model,L,mse,n_images"
-    assert len(f.readlines()) == 2
+    lines = f.readlines()
+  assert [line.split(",")[:2] for line in lines] == [
+    ["mamba", "1"],
+    ["mamba", "2"],
+    ["mean_image", "1"],
+    ["mean_image", "2"],
+  ]
+  with open(os.path.join(reference_run, "eval", "stages.csv")) as f:
+    assert f.readline().strip() == "model,train_min,train_max,seed,L,k,mse"
+    # L = 4 and 16 (1x and 4x the training maximum), k = 1, 2, 4, ... L; mamba and the mean image
+    assert len(f.readlines()) == 2 * (3 + 5)
 
 
 def test_eight_devices_follow_the_single_device_trajectory(reference_run, data_dir, tmp_path):
@@ -311,7 +324,13 @@ def test_every_model_variant_trains_and_evaluate_cli_rewrites_eval(data_dir, tmp
   )
   with open(os.path.join(workdir, "eval", "length_sweep.csv")) as f:
     models = {line.split(",")[0] for line in f.readlines()[1:]}
-  assert models == {"mamba", "mamba_length_adaptive", "mamba_length_token", "transformer"}
+  assert models == {
+    "mamba",
+    "mamba_length_adaptive",
+    "mamba_length_token",
+    "transformer",
+    "mean_image",
+  }
   with open(os.path.join(workdir, "eval", "discretization.csv")) as f:
     assert f.readline().strip() == "model,layer,alpha_mean,alpha_min,alpha_max"
     assert [line.split(",")[:2] for line in f] == [["mamba_length_adaptive", "0"]]

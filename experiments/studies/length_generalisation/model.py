@@ -12,9 +12,9 @@ the step scales with the number of context patches L), "mamba_length_token" (the
 variant: a linear embedding of L / 100 prepended), "transformer" (causal; no sequence-index
 positions: every token carries its 2-d centre, so nothing in it is tied to a maximum length).
 Each reads its backbone's sizes from its config section (config.model.mamba or .transformer).
-config.model.mamba_input_proj (default True) puts a Linear(d_token -> d_model) between the tokens
-and the Mamba backbone; False feeds the tokens to it directly, as the paper does (d_token must
-equal d_model; configs/digits_paper_model.py).
+config.model.mamba_input_proj = False (the configs' default) feeds the tokens to the Mamba
+backbone directly, as the paper does (d_token must equal d_model); True puts a
+Linear(d_token -> d_model) before it (configs/digits_project_model.py).
 """
 
 import jax
@@ -41,9 +41,6 @@ class PatchReconstructor(nnx.Module):
     self.patch_proj = nnx.Linear(config.patch_channels, content, rngs=rngs)
     self.query = nnx.Param(0.02 * jax.random.normal(rngs.params(), (content,)))
     self.delimiter = nnx.Param(0.02 * jax.random.normal(rngs.params(), (d_token,)))
-    self.length_embed = (
-      nnx.Linear(1, d_token, rngs=rngs) if variant == "mamba_length_token" else None
-    )
     if variant == "transformer":
       self.backbone = model_builders.causal_transformer(
         config.transformer, d_token, patch_pixels, rngs=rngs
@@ -65,22 +62,35 @@ class PatchReconstructor(nnx.Module):
       self.backbone = mamba_jax.MambaModel(
         mamba_config, d_token, patch_pixels, rngs=rngs, input_proj=input_proj
       )
+    # Drawn last, so that the Mamba variants built from one key share every other parameter
+    # (paired starts: they differ only in how the step is formed).
+    self.length_embed = (
+      nnx.Linear(1, d_token, rngs=rngs) if variant == "mamba_length_token" else None
+    )
 
-  def __call__(self, context_patches, context_positions, query_positions, n_context=None):
+  def __call__(
+    self, context_patches, context_positions, query_positions, n_context=None, total_length=None
+  ):
     """Predicted patches (batch, Q, P*P) in [-1, 1].
 
     context_patches (batch, Lb, P*P) and context_positions (batch, Lb, 2) hold a context built at
     a bucket length Lb; the first n_context (a scalar, default Lb) are this batch's context. The
     other Lb - n_context become left padding (exact: mamba_jax's and the transformer's left_pad),
     so one compiled step serves every L of a bucket. query_positions: (batch, Q, 2).
+
+    total_length (a scalar, default n_context) is the L that length-aware models are told (the
+    length token, the length-adaptive step): the stage analysis asks after k = n_context of L
+    patches. The models are causal, so their outputs after k patches of L are what streaming
+    the first k patches with L known and then the queries would give.
     """
     batch, bucket = context_patches.shape[:2]
     n_queries = query_positions.shape[1]
     n_context = jnp.asarray(bucket if n_context is None else n_context, jnp.int32)
+    told = n_context if total_length is None else jnp.asarray(total_length, jnp.int32)
     patches = self.patch_proj(self.patch_conv(context_patches))
     prefix = jnp.concatenate([patches, context_positions], axis=-1)
     if self.length_embed is not None:
-      length = jnp.broadcast_to(n_context.astype(prefix.dtype) / 100.0, (batch, 1, 1))
+      length = jnp.broadcast_to(told.astype(prefix.dtype) / 100.0, (batch, 1, 1))
       prefix = jnp.concatenate([self.length_embed(length), prefix], axis=1)
     # Pads first: [pad x (Lb - L)] [length token] [context 1..L]; then delimiter and queries.
     left_pad = bucket - n_context
@@ -96,17 +106,21 @@ class PatchReconstructor(nnx.Module):
       outputs = self.backbone(tokens, left_pad=left_pad)
     else:
       # The length-adaptive step sees L = the number of context patches (docs/design.md 4.3).
-      outputs = self.backbone(
-        tokens, sequence_length=jnp.full((batch,), n_context), left_pad=left_pad
-      )
+      outputs = self.backbone(tokens, sequence_length=jnp.full((batch,), told), left_pad=left_pad)
     return 2.0 * jax.nn.sigmoid(outputs[:, -n_queries:].astype(jnp.float32)) - 1.0
 
 
 def squared_error(model, batch):
   """Per-example mean squared pixel error at the queries, (batch,). batch holds the arrays of
-  `patches.patch_sequences` and optionally n_context (batch,), equal over the batch."""
+  `patches.patch_sequences` and optionally n_context and total_length (batch,), each equal over
+  the batch."""
   n_context = batch["n_context"][0] if "n_context" in batch else None
+  total_length = batch["total_length"][0] if "total_length" in batch else None
   prediction = model(
-    batch["context_patches"], batch["context_positions"], batch["query_positions"], n_context
+    batch["context_patches"],
+    batch["context_positions"],
+    batch["query_positions"],
+    n_context,
+    total_length,
   )
   return jnp.mean(jnp.square(prediction - batch["query_targets"]), axis=(1, 2))

@@ -90,6 +90,14 @@ class Task(SideBySide):
       name, self.config.model, patch_pixels=self.patch_size**2, rngs=nnx.Rngs(rng)
     )
 
+  def init_index(self, name):
+    """Paired starts: the Mamba variants share the first one's key, so they start from the same
+    parameters and differ only in how the step is formed (alpha = 0 makes the length-adaptive
+    model the fixed one at step 0); the transformer keeps its own."""
+    if name.startswith("mamba"):
+      return min(self.names.index(n) for n in self.names if n.startswith("mamba"))
+    return self.names.index(name)
+
   def loss(self, model, batch):
     return jnp.mean(squared_error(model, batch))
 
@@ -132,5 +140,6 @@ class Task(SideBySide):
   def evaluate(self, state, workdir):
     source = data.open_split(self.config, self.config.data.eval_split)
     out_dir = os.path.join(workdir, "eval")
-    report.write(self, state, source, out_dir)
+    os.makedirs(out_dir, exist_ok=True)
     self.write_discretization(state, out_dir)
+    report.write(self, state, source, out_dir)  # stages.csv last: the sweep's finished mark

@@ -19,7 +19,6 @@ from its checkpoint, and a run directory holding a different config is refused. 
 The flags are those of experiments.main (--config, --workdir, --distributed, ...).
 """
 
-import csv
 import json
 import os
 import time
@@ -28,10 +27,9 @@ import jax
 import matplotlib
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import app, logging
 
-from experiments import config_values, parallel, train
-from experiments import main as single_run  # noqa: F401  (defines the shared flags)
+from experiments import config_values, sweep_runs
 from experiments.studies.tradeoff import report as tradeoff_report
 from experiments.studies.tradeoff.networks import ARCHITECTURES
 from experiments.studies.tradeoff.task import check_lam
@@ -39,7 +37,6 @@ from experiments.studies.tradeoff.task import check_lam
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-FLAGS = flags.FLAGS
 RUNS_DIR = "runs"
 CSV_FILE = "tradeoff.csv"
 TRADEOFF_PNG = "tradeoff.png"
@@ -95,25 +92,13 @@ def run_config(config, architecture, latent_dim, lam):
   return c
 
 
-def _same_config(config, workdir):
-  with open(os.path.join(workdir, train.CONFIG_FILE)) as f:
-    return json.load(f) == json.loads(config.to_json_best_effort())
-
-
 def run_one(config, workdir):
-  """Trains and evaluates one run unless it has finished; its metrics row, or None when the run
-  stopped early (SIGTERM: it saved a checkpoint, and the same command resumes it)."""
-  metrics_path = os.path.join(workdir, "eval", tradeoff_report.METRICS_JSON)
-  if os.path.exists(os.path.join(workdir, train.CONFIG_FILE)) and not _same_config(config, workdir):
-    raise ValueError(
-      f"{workdir} holds a run with another config (its config.json differs): use "
-      "a new --workdir for a changed sweep, or delete that run directory"
-    )
-  if not os.path.exists(metrics_path):
-    train.train_and_evaluate(config, workdir)
-    if not os.path.exists(metrics_path):
-      return None
-  with open(metrics_path) as f:
+  """Trains and evaluates one run unless it has finished (experiments/sweep_runs.py); its
+  metrics row, or None when the run stopped early (SIGTERM: the same command resumes it)."""
+  metrics_file = os.path.join("eval", tradeoff_report.METRICS_JSON)
+  if not sweep_runs.train_unless_done(config, workdir, metrics_file):
+    return None
+  with open(os.path.join(workdir, metrics_file)) as f:
     return json.load(f)
 
 
@@ -138,17 +123,10 @@ def run_sweep(config, workdir):
         flush=True,
       )
   if jax.process_index() == 0:
-    write_csv(rows, os.path.join(workdir, CSV_FILE))
+    sweep_runs.write_csv(rows, COLUMNS, os.path.join(workdir, CSV_FILE))
     plot_tradeoff(rows, config, os.path.join(workdir, TRADEOFF_PNG))
     plot_reconstructions(rows, config, workdir, os.path.join(workdir, RECONSTRUCTIONS_PNG))
   return rows
-
-
-def write_csv(rows, path):
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
 
 
 def _curves(rows):
@@ -264,15 +242,7 @@ def plot_reconstructions(rows, config, workdir, path):
   plt.close(fig)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  parallel.initialize_distributed(
-    FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, auto=FLAGS.distributed
-  )
-  run_sweep(FLAGS.config, FLAGS.workdir)
+main = sweep_runs.command(run_sweep)
 
 
 if __name__ == "__main__":

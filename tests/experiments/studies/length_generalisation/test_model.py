@@ -1,5 +1,5 @@
 """Study A's model: the paper's Mamba (no conv, no out_proj rescale, tokens straight into the
-backbone) is one config away, and the default keeps today's variant."""
+backbone) is the default, and the project's earlier variant is one config away."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from experiments.studies.length_generalisation.configs import digits, digits_paper_model
+from experiments.studies.length_generalisation.configs import digits, digits_project_model, omniglot
 from experiments.studies.length_generalisation.model import PatchReconstructor
 
 MAMBAS = ("mamba", "mamba_length_adaptive", "mamba_length_token")
@@ -22,21 +22,26 @@ def _param_names(model):
 
 
 @pytest.mark.parametrize("variant", MAMBAS)
-def test_paper_model_has_no_conv_no_rescale_and_no_input_linear(variant):
-  model = _build(digits_paper_model.get_config(), variant)
+@pytest.mark.parametrize("config_module", [digits, omniglot])
+def test_paper_model_has_no_conv_no_rescale_and_no_input_linear(variant, config_module):
+  study_config = config_module.get_config()
+  study_config.model.mamba.n_layers = 8  # stacked, as the paper's 8 layers would be
+  model = _build(study_config, variant)
   config = model.backbone.config
   assert (config.d_conv, config.rescale_prenorm_residual) == (0, False)
   names = _param_names(model)
   assert not any("conv1d" in n or "input_proj" in n for n in names)
   assert {"patch_conv/kernel", "patch_proj/kernel"} <= names
-  assert model.patch_conv.out_features == 16 and model.patch_proj.out_features == 14
+  d_token = study_config.model.d_token
+  assert d_token == config.d_model
+  assert model.patch_conv.out_features == 16 and model.patch_proj.out_features == d_token - 2
   # out_proj keeps PyTorch's default U(+-1/sqrt(d_inner)): its spread is not cut by sqrt(8).
   kernel = np.asarray(model.backbone.backbone.stacked_layers.mixer.out_proj.kernel[...])
   assert np.abs(kernel).max() > 0.8 / np.sqrt(config.d_inner)
   batch, bucket, queries = 2, 5, 3
   keys = jax.random.split(jax.random.key(1), 3)
   out = model(
-    jax.random.normal(keys[0], (batch, bucket, 16)),
+    jax.random.normal(keys[0], (batch, bucket, 16)),  # 4 x 4 patches
     jax.random.uniform(keys[1], (batch, bucket, 2)),
     jax.random.uniform(keys[2], (batch, queries, 2)),
     n_context=3,
@@ -44,8 +49,8 @@ def test_paper_model_has_no_conv_no_rescale_and_no_input_linear(variant):
   assert out.shape == (batch, queries, 16) and bool(jnp.all(jnp.isfinite(out)))
 
 
-def test_default_model_is_unchanged():
-  model = _build(digits.get_config(), "mamba")
+def test_project_model_keeps_conv_rescale_and_input_linear():
+  model = _build(digits_project_model.get_config(), "mamba")
   config = model.backbone.config
   assert (config.d_conv, config.rescale_prenorm_residual) == (4, True)
   names = _param_names(model)
@@ -53,9 +58,12 @@ def test_default_model_is_unchanged():
 
 
 def test_tokens_straight_into_the_backbone_need_d_token_equal_d_model():
-  config = digits_paper_model.get_config()
+  config = digits.get_config()
   config.model.d_token = 12
-  with pytest.raises(ValueError, match="d_token = 12 must equal config.model.mamba.d_model = 16"):
+  d_model = config.model.mamba.d_model
+  with pytest.raises(
+    ValueError, match=f"d_token = 12 must equal config.model.mamba.d_model = {d_model}"
+  ):
     _build(config, "mamba")
-  config.model.mamba_input_proj = True  # the Linear maps 12 -> 16
+  config.model.mamba_input_proj = True  # the Linear maps 12 -> d_model
   assert _build(config, "mamba").backbone.input_proj is not None
