@@ -23,6 +23,7 @@ from flax import nnx
 
 import mamba_jax
 from experiments import model_builders
+from mamba_jax.layers import uniform_init
 
 VARIANTS = ("mamba", "mamba_length_adaptive", "mamba_length_token", "transformer")
 _POSITION_FEATURES = 2
@@ -63,9 +64,14 @@ class PatchReconstructor(nnx.Module):
         mamba_config, d_token, patch_pixels, rngs=rngs, input_proj=input_proj
       )
     # Drawn last, so that the Mamba variants built from one key share every other parameter
-    # (paired starts: they differ only in how the step is formed).
+    # (paired starts: they differ only in how the step is formed). PyTorch's nn.Linear(1, d)
+    # init, as the paper's `length_embeder`: kernel and bias U(-1, 1). A zero bias would leave
+    # the token nearly blind to L at the start, since the first RMSNorm removes the scale of
+    # kernel * L / 100.
     self.length_embed = (
-      nnx.Linear(1, d_token, rngs=rngs) if variant == "mamba_length_token" else None
+      nnx.Linear(1, d_token, kernel_init=uniform_init(1.0), bias_init=uniform_init(1.0), rngs=rngs)
+      if variant == "mamba_length_token"
+      else None
     )
 
   def __call__(

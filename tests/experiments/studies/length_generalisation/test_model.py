@@ -67,3 +67,14 @@ def test_tokens_straight_into_the_backbone_need_d_token_equal_d_model():
     _build(config, "mamba")
   config.model.mamba_input_proj = True  # the Linear maps 12 -> d_model
   assert _build(config, "mamba").backbone.input_proj is not None
+
+
+def test_length_token_starts_as_pytorchs_linear():
+  """The paper's nn.Linear(1, hidden): kernel and bias U(-1, 1), so L reaches the SSM through the
+  first RMSNorm from step 0 (a zero bias would let the norm scale it out)."""
+  model = _build(digits.get_config(), "mamba_length_token")
+  kernel = np.asarray(model.length_embed.kernel[...])
+  bias = np.asarray(model.length_embed.bias[...])
+  for values in (kernel, bias):
+    assert np.all(np.abs(values) <= 1.0) and np.abs(values).max() > 0.5
+  assert np.std(bias) > 0.3  # U(-1, 1) has std 0.58
