@@ -1,4 +1,4 @@
-"""One run of a sweep (studies A and C), trained unless it has finished.
+"""One run of a sweep (studies A, B and C), trained unless it has finished.
 
 A sweep gives each grid point its own workdir holding an ordinary training run. Running the
 sweep's command again resumes: a finished run (its `done_file` present) is read back, a partial
@@ -12,8 +12,22 @@ import os
 
 from absl import app, flags, logging
 
+from experiments import config_values, parallel, train
 from experiments import main as single_run  # noqa: F401  (defines the shared flags)
-from experiments import parallel, train
+
+
+def seeds(config):
+  """config.sweep.seeds, checked: distinct integers >= 0."""
+  values = config.sweep.seeds
+  if (
+    isinstance(values, str)
+    or not isinstance(values, (tuple, list))
+    or not values
+    or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in values)
+  ):
+    raise ValueError(f"config.sweep.seeds = {values!r}; expected a tuple of integers >= 0")
+  config_values.distinct(list(values), "config.sweep.seeds")
+  return list(values)
 
 
 def same_config(config, workdir):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from experiments.bootstrap import bootstrap_band
+from experiments.bootstrap import bootstrap_band, nested_bootstrap_band, seed_band
 
 
 def _errors(prompts, positions=5, seed=0):
@@ -40,3 +40,31 @@ def test_level_and_shape_checks():
     bootstrap_band(errors[0])
   with pytest.raises(ValueError):
     bootstrap_band(errors, level=1.0)
+
+
+def test_nested_band_holds_the_spread_between_seeds():
+  """Three seeds whose curves differ by offsets far above the prompt noise: the nested band
+  spans the offsets (the pooled prompt band would not), its mean is the seeds' mean, and one
+  seed gives a band as wide as bootstrap_band's."""
+  seeds = [_errors(400, seed=s) + offset for s, offset in enumerate((0.0, 1.0, 2.0))]
+  mean, lo, hi = nested_bootstrap_band(seeds, seed=1)
+  np.testing.assert_allclose(mean, np.mean([e.mean(0) for e in seeds], axis=0))
+  assert np.all(lo < mean) and np.all(mean < hi)
+  assert np.all(hi - lo > 1.0)
+  pooled = bootstrap_band(np.concatenate(seeds), seed=1)
+  assert np.all(pooled[2] - pooled[1] < 0.3)
+  one = nested_bootstrap_band(seeds[:1], seed=2)
+  width_one, width_flat = one[2] - one[1], np.subtract(*bootstrap_band(seeds[0], seed=2)[2:0:-1])
+  np.testing.assert_allclose(width_one, width_flat, rtol=0.2)
+  again = nested_bootstrap_band(seeds, seed=1)
+  np.testing.assert_array_equal(again[1], lo)
+  with pytest.raises(ValueError, match="equal positions"):
+    nested_bootstrap_band([_errors(10, 5), _errors(10, 4)])
+
+
+def test_seed_band_is_the_band_of_the_seeds_means():
+  mean, lo, hi = seed_band([1.0, 2.0, 6.0], level=0.9, seed=0)
+  expected = bootstrap_band(np.array([[1.0], [2.0], [6.0]]), seed=0, level=0.9)
+  assert (mean, lo, hi) == tuple(float(x[0]) for x in expected)
+  assert mean == 3.0 and lo < mean < hi
+  assert seed_band([0.5]) == (0.5, 0.5, 0.5)  # one seed: a zero-width band

@@ -266,6 +266,11 @@ def curriculum_at(step, curriculum):
   return value("dims"), value("points")
 
 
+def horizon_points(config):
+  """The training horizon: the largest number of points per prompt at the last training step."""
+  return curriculum_at(max(config.num_train_steps - 1, 0), config.icl.curriculum)[1]
+
+
 def default_curriculum(class_name, d=DEFAULT_DIM, interval=2000):
   """The paper's curriculum: dims 5 -> d (+1), points as the class's (start, end, increment)."""
   start, end, increment = get_function_class(class_name).points

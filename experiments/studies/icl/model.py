@@ -6,7 +6,8 @@ embedding, a backbone and a linear read-out to one number per token; the outputs
 tokens are the predictions (`function_classes.read_predictions`).
 
 Variants (the `models` list of an icl config): "mamba" (fixed step), "mamba_length_adaptive"
-(the step scales with the prompt's token count, docs/design.md section 4), "transformer" (GPT-2
+(the step scales with the prompt's token count L, docs/design.md section 4; L_ref sits at the middle
+of the training range of token counts), "transformer" (GPT-2
 style, no positional encoding), "s4d" (non-selective diagonal SSM). Each reads its sizes from
 config.model.<family>, family = mamba | transformer | s4d.
 """
@@ -49,13 +50,18 @@ class ICLRegressor(nnx.Module):
       )
       self.backbone = mamba_jax.MambaModel(config, d, 1, rngs=rngs)
 
-  def __call__(self, prompt, return_residuals=False, *, dropout_key=None):
+  def __call__(self, prompt, return_residuals=False, *, n_points=None, dropout_key=None):
     """prompt (batch, tokens, d) -> outputs (batch, tokens) float32; with return_residuals
     also the residual stream entering each layer and after the last (n_layers + 1 arrays).
-    dropout_key (training only): the randomness of S4D's dropout; the other families have
-    none, and without a key every model is deterministic (evaluation)."""
-    # The length-adaptive step sees L = the prompt's token count (the models' default).
+
+    n_points (scalar, optional): the prompt's real number of points when it is right-padded to
+    a bucket; the length-adaptive step is then told L = 2 * n_points tokens instead of the
+    padded count. Every model is causal, so the outputs at the real tokens do not depend on the
+    padding after them. dropout_key (training only): the randomness of S4D's dropout; the other
+    families have none, and without a key every model is deterministic (evaluation)."""
     kwargs = {"dropout_key": dropout_key} if self.variant == "s4d" else {}
+    if self.variant == "mamba_length_adaptive" and n_points is not None:
+      kwargs["sequence_length"] = 2 * jnp.asarray(n_points, jnp.float32)
     result = self.backbone(prompt, return_residuals=return_residuals, **kwargs)
     if return_residuals:
       return _channel(result[0]), result[1]

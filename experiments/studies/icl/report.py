@@ -1,14 +1,26 @@
 """Study B's evaluation outputs in workdir/eval/ (the "task" column names the function class):
 
-icl_curves.csv (task, model, n_points, error, lo, hi, prompts): normalised squared error of the
-prediction after n_points in-context examples, mean over evaluation prompts with a bootstrap
-band, for the trained models and the classical baselines on the same prompts, up to
-config.eval.n_points - 1 examples (>= 2.5x the training horizon in the shipped configs);
+icl_curves.csv (task, model, n_points, error, lo, hi, prompts, seeds): normalised squared error
+of the prediction after n_points in-context examples, mean over evaluation prompts with a
+bootstrap band (seeds = 1: experiments/studies/icl/sweep.py bands several seeds, from each run's
+per-prompt errors in icl_errors.npz), for the trained models and the classical baselines on
+the same prompts, up to config.eval.n_points - 1 examples (>= 2.5x the training horizon in the
+shipped configs);
 icl_<task>.png per evaluated task; icl_summary.csv / icl_summary.md (the error at the training
-horizon and at the longest length); probing.csv / probing.png (each layer's residual stream
-at fresh queries after the training horizon's context, decoded through the final norm and
-read-out, and a per-prompt linear probe of that decoding, against normalised depth), for tasks
-whose function is linear. The task adds discretization.csv (experiments/learned_alpha.py).
+horizon and at the longest length); probing.csv (task, model, layer, depth, n_points, probe,
+error) / probing.png (one panel per probe, error against normalised depth), for the trained
+function class: after n_points = config.eval.probe_context in-context examples (the paper's
+40; 0 means the training horizon's training points - 1), each layer's residual stream is
+decoded through the final norm and read-out at fresh queries (one sequence per query) and at
+the context's own x tokens, and probe is
+  "decoded": the normalised error of the decoded predictions at the queries;
+  "affine_1d": Grazzi et al.'s probe: per prompt, y ~ a * decoded + b (two scalars) fit by least
+    squares on the last config.eval.probe_fit_points context positions (the layer's in-context
+    predictions after n_points - fit .. n_points - 1 examples, paired with their true y), then
+    applied to the decoded values at the queries;
+  "weights" (linear tasks only): w_l, the per-prompt least-squares fit of the decoded predictions
+    on the query inputs, scored as ||w_l - w||^2 / scale.
+The task adds discretization.csv (experiments/learned_alpha.py).
 """
 
 import csv
@@ -31,6 +43,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 CURVES_CSV = "icl_curves.csv"
+# Every curve's per-prompt errors, "<task>/<model>" -> (prompts, n_points): what a seed sweep
+# (experiments/studies/icl/sweep.py) needs for a band over prompts and seeds.
+ERRORS_NPZ = "icl_errors.npz"
 SUMMARY_CSV = "icl_summary.csv"
 SUMMARY_MD = "icl_summary.md"
 PROBING_CSV = "probing.csv"
@@ -74,8 +89,11 @@ def model_predictions(task, state, batches, n_prompts):
 
 
 def _layer_query_fn(task, name, n_context):
-  """Each layer's decoded prediction at fresh queries after the same context: prompt b's
-  first n_context pairs, then x_q for each later point q of that prompt, one sequence per q."""
+  """Each layer's decoded predictions after the same context, prompt b's first n_context pairs:
+  at fresh queries, x_q for each later point q of that prompt, one sequence per q, and at the
+  context's own x tokens (token 2i holds x_{i+1}; the output there is the prediction after i
+  examples). Every query's sequence shares the context, so those come from the first query's
+  (the models are causal): no extra forward pass."""
   graphdef = task.graphdef(name)
 
   def predict(params, xs, ys):
@@ -89,20 +107,29 @@ def _layer_query_fn(task, name, n_context):
     _, residuals = model(
       sequences.reshape(batch * queries, 2 * n_context + 1, d), return_residuals=True
     )
-    return jnp.stack(
+    at_queries = jnp.stack(
       [model.read_out_residual(r[:, -1:])[:, 0].reshape(batch, queries) for r in residuals]
     )
+    first_query = [r.reshape(batch, queries, *r.shape[1:])[:, 0] for r in residuals]
+    at_context = jnp.stack(
+      [model.read_out_residual(r[:, : 2 * n_context : 2]) for r in first_query]
+    )
+    return at_queries, at_context
 
   return jax.jit(predict, out_shardings=parallel.replicated(task.mesh))
 
 
 def layer_query_predictions(task, state, batches, n_prompts, n_context):
-  """{model: (n_layers + 1, n_prompts, queries)} (see _layer_query_fn)."""
+  """{model: {"queries": (n_layers + 1, n_prompts, queries), "context": (n_layers + 1,
+  n_prompts, n_context)}}: each layer's decoded predictions (see _layer_query_fn)."""
   layers = {}
   for name in task.names:
     predict = _layer_query_fn(task, name, n_context)
-    parts = [np.asarray(predict(state["params"][name], b["xs"], b["ys"])) for b in batches]
-    layers[name] = np.concatenate(parts, axis=1)[:, :n_prompts]
+    parts = [predict(state["params"][name], b["xs"], b["ys"]) for b in batches]
+    layers[name] = {
+      key: np.concatenate([np.asarray(p[i]) for p in parts], axis=1)[:, :n_prompts]
+      for i, key in enumerate(("queries", "context"))
+    }
   return layers
 
 
@@ -129,6 +156,7 @@ def curve_rows(class_name, model, errors, config):
       "lo": float(lo[i]),
       "hi": float(hi[i]),
       "prompts": errors.shape[0],
+      "seeds": 1,
     }
     for i in range(errors.shape[1])
   ]
@@ -142,39 +170,93 @@ def baseline_errors(class_name, name, prompts, d_active, slow_prompts):
   return np.asarray(errors)
 
 
-def probing_rows(task, layers, prompts, n_context):
-  """Per model and layer, after n_context in-context examples (the training horizon):
-  decoded_error, the normalised error of the layer's decoded predictions at the fresh queries,
-  and probe_error, that of the per-prompt linear probe: w_l, the least-squares fit of the
-  layer's predictions on the query inputs, scored as ||w_l - w||^2 / scale, its expected error
-  on fresh isotropic inputs (a layer that implements a linear predictor scores as that
-  predictor would)."""
+def probe_context(task):
+  """In-context examples before the probe's queries: config.eval.probe_context (the paper: 40),
+  or the training horizon's training points - 1 when it is 0."""
+  return task.config.eval.probe_context or task.training_points - 1
+
+
+def check_probe_settings(evaluation, n_context):
+  """The affine probe fits a slope and an intercept per prompt on the last
+  evaluation.probe_fit_points of the n_context in-context examples (the training horizon):
+  2 <= probe_fit_points <= n_context. Nothing to check when probing is off (probe_prompts 0)."""
+  if not evaluation.probe_prompts:
+    return
+  fit = evaluation.probe_fit_points
+  if isinstance(fit, bool) or not isinstance(fit, int) or not 2 <= fit <= n_context:
+    raise ValueError(
+      f"config.eval.probe_fit_points = {fit!r}; the affine probe fits y ~ a * decoded + b on the "
+      f"last probe_fit_points of the {n_context} in-context examples at the training horizon, "
+      f"so it needs an int in [2, {n_context}]"
+    )
+
+
+def affine_probe(fit_decoded, fit_ys, query_decoded):
+  """Grazzi et al.'s probe, per prompt: y ~ a * decoded + b, fit by closed-form least squares on
+  fit_decoded (prompts, fit) against fit_ys (prompts, fit), applied to query_decoded
+  (prompts, queries). A prompt whose fit_decoded is constant has no slope to fit: a = 0,
+  b = mean(fit_ys)."""
+  fit_decoded = fit_decoded.astype(np.float64)
+  origin = fit_decoded[:, :1]  # shifting by a fit value makes a constant row exactly zero
+  x = fit_decoded - origin
+  x_mean = x.mean(axis=1, keepdims=True)
+  fit_ys = fit_ys.astype(np.float64)
+  y_mean = fit_ys.mean(axis=1, keepdims=True)
+  dx = x - x_mean
+  sxx = np.sum(dx * dx, axis=1, keepdims=True)
+  sxy = np.sum(dx * (fit_ys - y_mean), axis=1, keepdims=True)
+  a = np.where(sxx > 0, sxy / np.where(sxx > 0, sxx, 1.0), 0.0)
+  return y_mean + a * (query_decoded.astype(np.float64) - origin - x_mean)
+
+
+def probing_rows(task, layers, prompts, n_context, fit_points):
+  """Per model, probe and layer, after n_context in-context examples (the training horizon),
+  the normalised squared error of (probe column):
+    "decoded": the layer's decoded predictions at the fresh queries;
+    "affine_1d": affine_probe fit on the layer's decoded predictions at the last fit_points
+      context positions (n_context - fit_points .. n_context - 1, the predictions after that
+      many examples) against their true y, applied at the queries (Grazzi et al.);
+    "weights" (only when the function has a weight vector w, i.e. linear tasks): w_l, the
+      least-squares fit of the layer's predictions at the queries on the query inputs, scored
+      as ||w_l - w||^2 / scale, its expected error on fresh isotropic inputs (a layer that
+      implements a linear predictor scores as that predictor would).
+  layers: {model: {"queries": (n_layers + 1, prompts, queries), "context": (n_layers + 1,
+  prompts, n_context)}} (layer_query_predictions)."""
   name = task.function_class
   queries = prompts["xs"][:, n_context:].astype(np.float64)
-  targets = prompts["ys"][:, n_context:]
-  w = prompts["function"]["w"]
+  targets = prompts["ys"][:, n_context:].astype(np.float64)
+  fit = slice(n_context - fit_points, n_context)
+  fit_ys = prompts["ys"][:, fit].astype(np.float64)
+  w = prompts["function"].get("w")
   scale = function_classes.error_scale(name, task.d)
+
   rows = []
   for model, decoded in layers.items():
-    n_layers = max(decoded.shape[0] - 1, 1)
-    for layer, predictions in enumerate(decoded):
-      probes = np.stack(
-        [
-          np.linalg.lstsq(x, p, rcond=None)[0]
-          for x, p in zip(queries, predictions.astype(np.float64))
-        ]
-      )
-      rows.append(
-        {
-          "task": name,
-          "model": model,
-          "layer": layer,
-          "depth": layer / n_layers,
-          "n_points": n_context,
-          "decoded_error": float(np.mean(np.square(predictions - targets)) / scale),
-          "probe_error": float(np.mean(np.sum(np.square(probes - w), axis=-1)) / scale),
-        }
-      )
+    n_layers = max(decoded["queries"].shape[0] - 1, 1)
+    errors = {"decoded": [], "affine_1d": []} | ({"weights": []} if w is not None else {})
+    for predictions, context in zip(decoded["queries"], decoded["context"]):
+      predictions = predictions.astype(np.float64)
+      errors["decoded"].append(np.mean(np.square(predictions - targets)))
+      affine = affine_probe(context[:, fit], fit_ys, predictions)
+      errors["affine_1d"].append(np.mean(np.square(affine - targets)))
+      if w is not None:
+        probes = np.stack(
+          [np.linalg.lstsq(x, p, rcond=None)[0] for x, p in zip(queries, predictions)]
+        )
+        errors["weights"].append(np.mean(np.sum(np.square(probes - w), axis=-1)))
+    for probe, per_layer in errors.items():
+      for layer, error in enumerate(per_layer):
+        rows.append(
+          {
+            "task": name,
+            "model": model,
+            "layer": layer,
+            "depth": layer / n_layers,
+            "n_points": n_context,
+            "probe": probe,
+            "error": float(error / scale),
+          }
+        )
   return rows
 
 
@@ -208,19 +290,29 @@ def plot_curves(rows, class_name, training_points, trained, path):
   plt.close(fig)
 
 
+PROBE_TITLES = {
+  "decoded": "decoded: residual stream through final norm + read-out",
+  "affine_1d": "affine_1d: per-prompt y ~ a decoded + b (Grazzi et al.)",
+  "weights": "weights: per-prompt d-dim linear fit, ||w_l - w||^2",
+}
+
+
 def plot_probing(rows, path):
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-  for key, ax in zip(("decoded_error", "probe_error"), axes):
+  """One panel per probe in rows: error against normalised depth, one line per model."""
+  probes = list(dict.fromkeys(r["probe"] for r in rows))
+  fig, axes = plt.subplots(1, len(probes), figsize=(4.5 * len(probes), 3.6), squeeze=False)
+  for probe, ax in zip(probes, axes[0]):
     for model in dict.fromkeys(r["model"] for r in rows):
-      curve = [r for r in rows if r["model"] == model]
-      ax.plot([r["depth"] for r in curve], [r[key] for r in curve], marker="o", ms=3, label=model)
+      curve = [r for r in rows if r["model"] == model and r["probe"] == probe]
+      ax.plot(
+        [r["depth"] for r in curve], [r["error"] for r in curve], marker="o", ms=3, label=model
+      )
     ax.set_yscale("log")
     ax.set_xlabel("normalised depth (layer / layers)")
-    ax.set_ylabel(key.replace("_", " "))
-  axes[0].set_title("residual stream through final norm + read-out", fontsize=9)
-  axes[1].set_title("per-prompt linear probe of that read-out", fontsize=9)
-  fig.suptitle(f"after {rows[0]['n_points']} in-context examples", fontsize=9)
-  axes[1].legend(fontsize=7)
+    ax.set_ylabel("normalised squared error")
+    ax.set_title(PROBE_TITLES.get(probe, probe), fontsize=8)
+  fig.suptitle(f"{rows[0]['task']}, after {rows[0]['n_points']} in-context examples", fontsize=9)
+  axes[0, -1].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -276,7 +368,7 @@ def write(task, state, out_dir):
   evaluation = config.eval
   n_prompts, n_points = evaluation.num_prompts, evaluation.n_points
   os.makedirs(out_dir, exist_ok=True)
-  rows, probing = [], []
+  rows, probing, errors_by_curve = [], [], {}
   for class_name in evaluation.function_classes:
     batches = evaluation_prompts(task, class_name, n_prompts, n_points)
     predictions = model_predictions(task, state, batches, n_prompts)
@@ -285,22 +377,26 @@ def write(task, state, out_dir):
       errors = function_classes.normalised_squared_error(
         prediction, prompts["ys"], class_name, task.d
       )
+      errors_by_curve[f"{class_name}/{model}"] = np.asarray(errors)
       rows += curve_rows(class_name, model, np.asarray(errors), config)
-    probe = class_name == task.function_class and "w" in prompts["function"]
-    if probe and evaluation.probe_prompts:
-      count, n_context = evaluation.probe_prompts, task.training_points - 1
+    if class_name == task.function_class and evaluation.probe_prompts:
+      count, n_context = evaluation.probe_prompts, probe_context(task)
+      check_probe_settings(evaluation, n_context)
       probe_batches = evaluation_prompts(
         task, class_name, count, n_context + evaluation.probe_queries
       )
       layers = layer_query_predictions(task, state, probe_batches, count, n_context)
-      probing = probing_rows(task, layers, host_prompts(probe_batches, count), n_context)
+      probed = host_prompts(probe_batches, count)
+      probing = probing_rows(task, layers, probed, n_context, evaluation.probe_fit_points)
     if jax.process_index() == 0:
       slow = min(evaluation.slow_baseline_prompts, n_prompts)
       for name in evaluation.baselines.get(class_name, ()):
         errors = baseline_errors(class_name, name, prompts, task.d, slow)
+        errors_by_curve[f"{class_name}/{name}"] = errors
         rows += curve_rows(class_name, name, errors, config)
   if jax.process_index() == 0:
     write_csv(os.path.join(out_dir, CURVES_CSV), rows)
+    np.savez(os.path.join(out_dir, ERRORS_NPZ), **errors_by_curve)
     for class_name in evaluation.function_classes:
       plot_curves(
         rows,

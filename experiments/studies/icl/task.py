@@ -2,10 +2,14 @@
 Grazzi et al. 2024).
 
 Every model named in config.models trains side by side on the same prompts. A step's prompts are
-generated on the devices, sharded like the batch, from (seed, global example index) alone; the
-curriculum sets the step's active dimension and number of points (one compilation per number of
-points). The loss is the squared error averaged over every prefix of the prompt (the prediction
-at x_i sees the i - 1 pairs before it), as Garg et al.
+generated on the devices, sharded like the batch, from (seed, global example index) alone. The
+curriculum sets the step's active dimension and its largest number of points; the step's number
+of points n is drawn from [config.icl.min_points, that largest] (experiments/training_lengths.py),
+so the length-adaptive step sees varying lengths. The prompts are built at a bucket >= n points
+(one compilation per bucket) and only their first n points count: every model is causal, so the
+padding after them changes nothing, and the length-adaptive model is told L = 2n. The loss is the
+squared error averaged over every prefix of the prompt (the prediction at x_i sees the i - 1
+pairs before it), as Garg et al.
 """
 
 import os
@@ -21,6 +25,7 @@ from experiments.side_by_side import SideBySide, model_names
 from experiments.studies.icl import function_classes, report
 from experiments.studies.icl.estimators import get_estimator
 from experiments.studies.icl.model import VARIANTS, ICLRegressor, family
+from experiments.training_lengths import bucket_for, draw_length
 
 
 class Task(SideBySide):
@@ -43,8 +48,18 @@ class Task(SideBySide):
         f"config.icl.curriculum.dims.end = {self.curriculum.dims.end} exceeds "
         f"config.icl.d = {self.d}"
       )
-    last_step = max(config.num_train_steps - 1, 0)
-    self.training_points = function_classes.curriculum_at(last_step, self.curriculum)[1]
+    self.training_points = function_classes.horizon_points(config)
+    self.min_points = config.icl.min_points
+    first_points = self.curriculum.points.start
+    if not isinstance(self.min_points, int) or not 1 <= self.min_points <= first_points:
+      raise ValueError(
+        f"config.icl.min_points = {self.min_points!r}; expected an int in [1, "
+        f"{first_points}] (the curriculum's first number of points)"
+      )
+    if not isinstance(config.icl.length_buckets, int) or config.icl.length_buckets < 1:
+      raise ValueError(
+        f"config.icl.length_buckets = {config.icl.length_buckets!r}; expected an int >= 1"
+      )
     self._check_evaluation(config, mesh)
     super().__init__(config, model_names(config, VARIANTS))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
@@ -64,6 +79,13 @@ class Task(SideBySide):
         f"config.eval.probe_queries = {evaluation.probe_queries} is below d = "
         f"{self.d}: a linear probe needs at least d queries"
       )
+    context = evaluation.probe_context
+    if not isinstance(context, int) or not 0 <= context < evaluation.n_points:
+      raise ValueError(
+        f"config.eval.probe_context = {context!r}; expected an int in [0, "
+        f"config.eval.n_points = {evaluation.n_points}) (0: the training horizon)"
+      )
+    report.check_probe_settings(evaluation, context or self.training_points - 1)
     parallel.host_batch_size(evaluation.batch_size, mesh)
     classes = evaluation.function_classes
     if isinstance(classes, str) or not classes:
@@ -79,6 +101,14 @@ class Task(SideBySide):
   def build(self, name, rng):
     return ICLRegressor(name, self.config.model, self.d, rngs=nnx.Rngs(rng))
 
+  def init_index(self, name):
+    """Paired starts: the Mamba variants share the first one's key, so they start from the same
+    parameters (alpha = 0 makes the length-adaptive model the fixed one at step 0) and differ
+    only in how the step is formed; the other families keep their own."""
+    if name.startswith("mamba"):
+      return min(self.names.index(n) for n in self.names if n.startswith("mamba"))
+    return self.names.index(name)
+
   def optimizer_config(self, name):
     """config.optimizer, with the model family's learning_rate if it sets one (S4D: 1e-3)."""
     optimizer = ml_collections.ConfigDict(self.config.optimizer.to_dict())
@@ -88,10 +118,14 @@ class Task(SideBySide):
     return optimizer
 
   def loss(self, model, batch):
+    """Squared error over the first n_points points of each prompt (the rest is padding)."""
+    n_points = batch["n_points"][0]
     prompt = function_classes.make_prompt(batch["xs"], batch["ys"])
-    outputs = model(prompt, dropout_key=batch.get("dropout_key"))
+    outputs = model(prompt, n_points=n_points, dropout_key=batch.get("dropout_key"))
     predictions = function_classes.read_predictions(outputs)
-    return jnp.mean(jnp.square(predictions - batch["ys"]))
+    real = (jnp.arange(batch["ys"].shape[1]) < n_points).astype(jnp.float32)
+    squared = jnp.square(predictions - batch["ys"]) * real
+    return jnp.sum(squared) / (squared.shape[0] * n_points.astype(jnp.float32))
 
   def train_step(self, state, batch):
     # Dropout (S4D's) draws from (seed, step) alone; evaluation calls models without a key.
@@ -102,8 +136,21 @@ class Task(SideBySide):
     for name in self.names:
       metrics[f"error_{name}"] = metrics[f"loss_{name}"] / scale  # normalised, as evaluated
     metrics["d_active"] = d_active.astype(jnp.float32)
-    metrics["n_points"] = jnp.asarray(batch["ys"].shape[1], jnp.float32)
+    metrics["n_points"] = batch["n_points"][0].astype(jnp.float32)
     return state, metrics
+
+  def points_of_step(self, step):
+    """(d_active, n_points, bucket) of `step`: n_points drawn from [min_points, the curriculum
+    stage's points], the prompts built at bucket >= n_points points."""
+    d_active, stage_points = function_classes.curriculum_at(step, self.curriculum)
+    n_points = draw_length(self.config.seed, step, self.min_points, stage_points)
+    return d_active, n_points, bucket_for(n_points, self.buckets(stage_points))
+
+  def buckets(self, stage_points):
+    """config.icl.length_buckets bucket sizes for a stage: its points, halved and rounded up
+    (n and the bucket differ by less than 2x, so padding costs under half the step)."""
+    count = self.config.icl.length_buckets
+    return sorted({max(-(-stage_points // 2**k), self.min_points) for k in range(count)})
 
   def prompts(self, key, class_name, n_points, first, global_batch, d_active=None):
     """Examples first .. first + global_batch - 1 of a stream, generated sharded on the devices:
@@ -117,16 +164,20 @@ class Task(SideBySide):
     )
 
   def batch(self, step):
-    d_active, n_points = function_classes.curriculum_at(step, self.curriculum)
+    d_active, n_points, bucket = self.points_of_step(step)
     batch_size = self.config.batch_size
     generated = self.prompts(
-      self.data_key, self.function_class, n_points, step * batch_size, batch_size, d_active
+      self.data_key, self.function_class, bucket, step * batch_size, batch_size, d_active
     )
     local = parallel.host_batch_size(batch_size, self.mesh)
-    d_active_array = parallel.global_batch(
-      {"d_active": np.full((local,), d_active, np.int32)}, self.mesh
-    )["d_active"]
-    return {"xs": generated["xs"], "ys": generated["ys"], "d_active": d_active_array}
+    per_example = parallel.global_batch(
+      {
+        "d_active": np.full((local,), d_active, np.int32),
+        "n_points": np.full((local,), n_points, np.int32),
+      },
+      self.mesh,
+    )
+    return {"xs": generated["xs"], "ys": generated["ys"], **per_example}
 
   def evaluate(self, state, workdir):
     out_dir = os.path.join(workdir, "eval")

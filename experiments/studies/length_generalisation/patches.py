@@ -20,17 +20,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 POSITION_SCALE = 0.78125  # Position unit as a fraction of S: 100 pixels at S = 128.
-
-
-def draw_context_length(seed, step, min_length, max_length):
-  """L for global step `step`: uniform integer in [min_length, max_length], same on every host."""
-  if not 1 <= min_length <= max_length:
-    raise ValueError(f"Need 1 <= min_length <= max_length, got [{min_length}, {max_length}].")
-  rng = np.random.default_rng([int(seed), int(step)])
-  return int(rng.integers(min_length, max_length + 1))
 
 
 def positions(centres, image_size):

@@ -37,7 +37,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments import config_values, learned_alpha, sweep_runs
-from experiments.bootstrap import bootstrap_band
+from experiments.bootstrap import seed_band
 from experiments.studies.length_generalisation import report
 
 matplotlib.use("Agg")
@@ -70,16 +70,7 @@ def grid(config):
       raise ValueError(f"config.sweep.train_ranges entry {i} = {pair!r}; expected (min, max)")
     checked.append(config_values.length_range(*pair, f"config.sweep.train_ranges entry {i}"))
   config_values.distinct(checked, "config.sweep.train_ranges")
-  seeds = config.sweep.seeds
-  if (
-    isinstance(seeds, str)
-    or not isinstance(seeds, (tuple, list))
-    or not seeds
-    or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-  ):
-    raise ValueError(f"config.sweep.seeds = {seeds!r}; expected a tuple of integers >= 0")
-  config_values.distinct(list(seeds), "config.sweep.seeds")
-  return [(lo, hi, seed) for seed in seeds for lo, hi in checked]
+  return [(lo, hi, seed) for seed in sweep_runs.seeds(config) for lo, hi in checked]
 
 
 def run_name(train_min, train_max, seed):
@@ -127,16 +118,16 @@ def summarise(rows, level=BAND_LEVEL):
     groups.setdefault(key, []).append(row["mse"])
   summary = []
   for (model, lo, hi, length), values in groups.items():
-    mean, band_lo, band_hi = bootstrap_band(np.asarray(values)[:, None], level=level)
+    mean, band_lo, band_hi = seed_band(values, level=level)
     summary.append(
       {
         "model": model,
         "train_min": lo,
         "train_max": hi,
         "L": length,
-        "mse_mean": float(mean[0]),
-        "lo": float(band_lo[0]),
-        "hi": float(band_hi[0]),
+        "mse_mean": mean,
+        "lo": band_lo,
+        "hi": band_hi,
         "seeds": len(values),
       }
     )

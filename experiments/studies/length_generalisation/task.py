@@ -6,7 +6,6 @@ built at a bucket length >= L and the model left-pads the rest, so one compiled 
 whole bucket (docs/design.md section 6A; mamba_jax's exact left padding).
 """
 
-import math
 import os
 
 import jax
@@ -23,16 +22,7 @@ from experiments.studies.length_generalisation.model import (
   PatchReconstructor,
   squared_error,
 )
-
-
-def length_buckets(min_length, max_length, count):
-  """Up to `count` bucket lengths covering [min_length, max_length], geometrically spaced."""
-  if count <= 1 or min_length == max_length:
-    return [max_length]
-  ratio = (max_length / min_length) ** (1 / (count - 1))
-  return sorted(
-    {min(max_length, math.ceil(min_length * ratio**i)) for i in range(count)} | {max_length}
-  )
+from experiments.training_lengths import bucket_for, draw_length, length_buckets
 
 
 class SourceTail:
@@ -110,10 +100,8 @@ class Task(SideBySide):
     """The global batch of `step`: this host's images, sequences at the bucket of this step's L."""
     images = self._batches(step)
     seq = self.config.sequence
-    length = patches.draw_context_length(
-      self.config.seed, step, seq.train_length_min, seq.train_length_max
-    )
-    bucket = next(b for b in self.buckets if b >= length)
+    length = draw_length(self.config.seed, step, seq.train_length_min, seq.train_length_max)
+    bucket = bucket_for(length, self.buckets)
     sequences = patches.patch_sequences(
       jnp.asarray(images["image"]),
       self.data_key,

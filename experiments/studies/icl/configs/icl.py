@@ -15,6 +15,8 @@ channel, post-LayerNorm, dropout 0.1), as wide as matches Mamba's parameter coun
   python -m experiments.main \
       --config=experiments/studies/icl/configs/icl.py:function_class=relu_2nn \
       --workdir=runs/icl_relu_2nn
+  python -m experiments.studies.icl.sweep \
+      --config=experiments/studies/icl/configs/icl.py:variant=cpu --workdir=runs/icl_cpu_seeds
 """
 
 import math
@@ -74,7 +76,11 @@ def get_config(arg=None):
     end = start
   c.icl.curriculum = ml_collections.ConfigDict()
   c.icl.curriculum.dims = _schedule(min(5, c.icl.d), c.icl.d, 1, 2000)  # active dims d_active
-  c.icl.curriculum.points = _schedule(start, end, increment, 2000)  # points per prompt
+  c.icl.curriculum.points = _schedule(start, end, increment, 2000)  # largest points per prompt
+  # Each step's number of points is drawn from [min_points, the stage's points], so lengths vary
+  # within every stage (a single length would leave the length-adaptive alpha no gradient).
+  c.icl.min_points = 1
+  c.icl.length_buckets = 2  # prompts built at the stage's points and at half of them (compiles)
 
   width = 256 if paper else 64
   c.model = ml_collections.ConfigDict()
@@ -85,7 +91,9 @@ def get_config(arg=None):
   c.model.mamba.d_conv = 4  # causal conv width
   c.model.mamba.expand = 2  # d_inner = expand * d_model
   c.model.mamba.dt_rank = "auto"  # ceil(d_model / 16)
-  c.model.mamba.length_ref = float(2 * end)  # L_ref of the length-adaptive step: tokens at the end
+  # L_ref of the length-adaptive step: the middle of the training range of token counts,
+  # 2 min_points to 2 end (n points are 2n tokens); set it again if you change min_points
+  c.model.mamba.length_ref = float(c.icl.min_points + end)
   c.model.mamba.scan_implementation = "auto"  # selective-scan implementation
   c.model.mamba.remat = False  # recompute blocks in the backward pass (saves memory)
   # layer layout: None = stacked under nnx.scan from 8 layers on (one compile for any depth)
@@ -124,6 +132,10 @@ def get_config(arg=None):
   c.optimizer.b2 = 0.999  # Adam beta2
   c.optimizer.eps = 1e-8  # Adam epsilon
 
+  # experiments/studies/icl/sweep.py: one run per seed, curves with bands over seeds and prompts
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.seeds = (0, 1, 2)  # the paper's 3 training seeds
+
   c.eval = ml_collections.ConfigDict()
   # function classes evaluated (each its own curve and plot)
   c.eval.function_classes = EVAL_CLASSES.get(function_class, (function_class,))
@@ -136,4 +148,8 @@ def get_config(arg=None):
   c.eval.bootstrap_resamples = 1000  # bootstrap resamples
   c.eval.probe_prompts = 256  # prompts for the layer probes (0: no probing)
   c.eval.probe_queries = 2 * c.icl.d  # fresh queries per probe prompt (>= d fixes the probe)
+  # in-context examples before the probe's queries: the paper's 40; 0 = the training horizon
+  c.eval.probe_context = 40 if paper else 0
+  # the paper's 1-D affine probe is fit on the last probe_fit_points context positions (10 of 40)
+  c.eval.probe_fit_points = 10 if paper else 5
   return c

@@ -5,6 +5,7 @@ import csv
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ from experiments.studies.icl import function_classes
 from experiments.studies.icl import task as icl
 from experiments.studies.icl.configs import icl as icl_config
 from tests.experiments.test_train import ROOT, _losses, run_main
+from tests.experiments.unchanged_leaves import unchanged_leaves
 
 TRAINED_CLASSES = ("linear_regression", "sparse_linear_regression", "relu_2nn", "decision_tree")
 CONFIG = os.path.join(ROOT, "experiments", "studies", "icl", "configs", "icl.py")
@@ -49,12 +51,14 @@ def test_batch_is_the_curriculum_stage_of_the_global_example_stream():
   task = icl.Task(config, parallel.make_mesh())
   for step in (0, 3, 4):
     batch = task.batch(step)
-    d_active, n_points = function_classes.curriculum_at(step, config.icl.curriculum)
-    assert (d_active, n_points) == (5 + step // 2, 11 + 2 * (step // 2))
+    d_active, stage_points = function_classes.curriculum_at(step, config.icl.curriculum)
+    assert (d_active, stage_points) == (5 + step // 2, 11 + 2 * (step // 2))
+    _, n_points, bucket = task.points_of_step(step)
+    assert 1 <= n_points <= bucket <= stage_points and bucket in task.buckets(stage_points)
     expected = function_classes.icl_batch(
       task.data_key,
       "linear_regression",
-      n_points,
+      bucket,
       example_index=np.arange(8 * step, 8 * step + 8),
       d=20,
       d_active=d_active,
@@ -62,7 +66,73 @@ def test_batch_is_the_curriculum_stage_of_the_global_example_stream():
     np.testing.assert_array_equal(batch["xs"], expected["xs"])
     np.testing.assert_array_equal(batch["ys"], expected["ys"])
     np.testing.assert_array_equal(batch["d_active"], np.full(8, d_active))
+    np.testing.assert_array_equal(batch["n_points"], np.full(8, n_points))
     assert not np.any(np.asarray(batch["xs"])[..., d_active:])
+
+
+def test_number_of_points_varies_within_every_stage():
+  """Each step draws n from [min_points, the stage's points], built at one of two buckets."""
+  cpu = icl.Task(tiny(get_config("linear_regression", "cpu")), parallel.make_mesh())
+  draws = [cpu.points_of_step(step) for step in range(300)]
+  assert {n for _, n, _ in draws} == set(range(1, 12))
+  assert {b for _, _, b in draws} == {6, 11}
+  assert all(n <= b and (b == 6 or n > 6) for _, n, b in draws)
+  config = tiny(get_config("linear_regression", "paper"))
+  config.num_train_steps = 40_000
+  paper = icl.Task(config, parallel.make_mesh())
+  stage = [paper.points_of_step(step)[1] for step in range(6000, 6300)]  # stage of 17 points
+  assert min(stage) == 1 and max(stage) == 17
+  assert config.model.mamba.length_ref == 1 + 41  # the middle of 2 .. 82 tokens
+
+
+def test_padding_after_the_points_changes_no_loss():
+  """A prompt built at a bucket and cut at n points scores as the n-point prompt itself, for
+  every model; the length-adaptive one is told L = 2n (with alpha = 1, L matters)."""
+  config = tiny(get_config("linear_regression", "cpu"))
+  config.model.s4d.dropout = 0.0
+  task = icl.Task(config, parallel.make_mesh())
+  step = next(s for s in range(100) if task.points_of_step(s)[1] < task.points_of_step(s)[2])
+  batch = task.batch(step)
+  n = int(batch["n_points"][0])
+  cut = dict(batch, xs=batch["xs"][:, :n], ys=batch["ys"][:, :n])
+  state = task.init_state(jax.random.key(0))
+  for name in task.names:
+    model = task.model(state, name)
+    if name == "mamba_length_adaptive":
+      for layer in model.backbone.backbone.layers:
+        alpha = layer.mixer.discretization.alpha
+        alpha[...] = jnp.ones_like(alpha[...])
+    padded, unpadded = task.loss(model, batch), task.loss(model, cut)
+    np.testing.assert_allclose(padded, unpadded, rtol=1e-5, err_msg=name)
+    if name == "mamba_length_adaptive":
+      told_bucket = dict(cut, n_points=np.full(8, batch["xs"].shape[1]))
+      assert not np.isclose(task.loss(model, told_bucket), unpadded, rtol=1e-4)
+
+
+def test_a_few_steps_move_every_parameter_of_every_model():
+  """No frozen parameter, alpha included (one prompt length for every step once left alpha
+  with a zero gradient): 3 steps of the CPU optimiser change every leaf of every model."""
+  config = tiny(get_config("linear_regression", "cpu"))
+  config.optimizer.warmup_steps = 0
+  task = icl.Task(config, parallel.make_mesh())
+  start = task.init_state(jax.random.key(5))
+  state = start
+  train_step = jax.jit(task.train_step)
+  for step in range(3):
+    state, _ = train_step(state, task.batch(step))
+  for name in task.names:
+    frozen = unchanged_leaves(start["params"][name], state["params"][name])
+    assert not frozen, (name, frozen)
+
+
+def test_mamba_variants_start_from_the_same_parameters():
+  task = icl.Task(tiny(get_config("linear_regression", "cpu")), parallel.make_mesh())
+  state = task.init_state(jax.random.key(1))
+  fixed = state["params"]["mamba"]
+  adaptive = state["params"]["mamba_length_adaptive"]
+  flat = dict(jax.tree_util.tree_flatten_with_path(adaptive)[0])
+  for path, value in jax.tree_util.tree_flatten_with_path(fixed)[0]:
+    np.testing.assert_array_equal(flat[path], value, err_msg=jax.tree_util.keystr(path))
 
 
 def test_step_metrics_and_per_family_learning_rates():
@@ -72,19 +142,20 @@ def test_step_metrics_and_per_family_learning_rates():
   assert task.optimizer_config("mamba").learning_rate == config.optimizer.learning_rate == 1e-3
   state = task.init_state(jax.random.key(0))
   batch = task.batch(0)
+  n = int(batch["n_points"][0])
   _, metrics = jax.jit(task.train_step)(state, batch)
   assert config.model.s4d.dropout > 0  # training applies S4D's dropout, drawn from the step
   dropout_key = jax.random.fold_in(task.dropout_key, 0)
   for name in task.names:
     model = task.model(state, name)
     prompt = function_classes.make_prompt(batch["xs"], batch["ys"])
-    outputs = model(prompt, dropout_key=dropout_key)
-    assert np.allclose(outputs, model(prompt)) == (name != "s4d")
-    predictions = function_classes.read_predictions(outputs)
-    mse = np.mean(np.square(np.asarray(predictions) - np.asarray(batch["ys"])))
+    outputs = model(prompt, n_points=n, dropout_key=dropout_key)
+    assert np.allclose(outputs, model(prompt, n_points=n)) == (name != "s4d")
+    predictions = function_classes.read_predictions(outputs)[:, :n]
+    mse = np.mean(np.square(np.asarray(predictions) - np.asarray(batch["ys"])[:, :n]))
     np.testing.assert_allclose(metrics[f"loss_{name}"], mse, rtol=1e-5)
     np.testing.assert_allclose(metrics[f"error_{name}"], mse / 5, rtol=1e-5)
-  assert float(metrics["n_points"]) == 11 and float(metrics["d_active"]) == 5
+  assert float(metrics["n_points"]) == n and float(metrics["d_active"]) == 5
 
 
 @pytest.mark.parametrize("variant", ("cpu", "paper"))
@@ -97,18 +168,18 @@ def test_skewed_linear_regression_is_a_training_config(variant):
   assert config.eval.baselines.skewed_linear_regression == ("least_squares", "averaging", "knn3")
   task = icl.Task(config, parallel.make_mesh())
   batch = task.batch(0)
-  d_active, n_points = function_classes.curriculum_at(0, config.icl.curriculum)
+  d_active, _, bucket = task.points_of_step(0)
   expected = function_classes.icl_batch(
     task.data_key,
     "skewed_linear_regression",
-    n_points,
+    bucket,
     example_index=np.arange(8),
     d=config.icl.d,
     d_active=d_active,
   )
   np.testing.assert_array_equal(batch["xs"], expected["xs"])
   plain = function_classes.icl_batch(
-    task.data_key, "linear_regression", n_points, example_index=np.arange(8), d=config.icl.d
+    task.data_key, "linear_regression", bucket, example_index=np.arange(8), d=config.icl.d
   )
   assert not np.allclose(expected["xs"], plain["xs"])
 
@@ -135,6 +206,7 @@ def test_bad_configs_are_refused():
   [
     ("eval.n_points", 5, "config.eval.n_points = 5 is below the training number of points, 11"),
     ("eval.probe_queries", 2, "config.eval.probe_queries = 2 is below d = 5"),
+    ("eval.probe_fit_points", 11, "config.eval.probe_fit_points"),
     ("eval.function_classes", ("quadratic",), "Unknown function class 'quadratic'"),
     ("eval.batch_size", 0, "must be positive"),
     ("models", ("mamba", "mamba"), "each at most once"),
@@ -191,12 +263,12 @@ def test_smoke_run_of_each_function_class(class_name, tmp_path):
   assert (out / "icl_summary.md").exists()
   alpha_models = {r["model"] for r in _rows(out / "discretization.csv")}
   assert alpha_models == ({"mamba_length_adaptive"} & set(config.models))
-  if class_name in ("linear_regression", "sparse_linear_regression"):
-    probing = _rows(out / "probing.csv")
-    assert {r["model"] for r in probing} == set(config.models)
-    assert (out / "probing.png").exists()
-  else:
-    assert not (out / "probing.csv").exists()
+  probing = _rows(out / "probing.csv")  # every trained class: the paper's probe needs no w
+  assert {r["model"] for r in probing} == set(config.models)
+  linear = class_name in ("linear_regression", "sparse_linear_regression")
+  expected_probes = {"decoded", "affine_1d"} | ({"weights"} if linear else set())
+  assert {r["probe"] for r in probing} == expected_probes
+  assert (out / "probing.png").exists()
 
 
 @pytest.mark.slow

@@ -3,10 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from experiments.studies.length_generalisation.patches import (
-  draw_context_length,
   extract_patches,
   patch_sequences,
   positions,
@@ -99,14 +97,3 @@ def test_shorter_context_is_a_prefix():
   long = patch_sequences(images, jax.random.key(5), 32, num_queries=8)
   np.testing.assert_array_equal(short["context_patches"], long["context_patches"][:, :16])
   np.testing.assert_array_equal(short["query_positions"], long["query_positions"])
-
-
-def test_context_length_draw():
-  draws = [draw_context_length(0, step, 3, 7) for step in range(300)]
-  assert set(draws) == {3, 4, 5, 6, 7}
-  assert draws == [draw_context_length(0, step, 3, 7) for step in range(300)]
-  assert draws != [draw_context_length(1, step, 3, 7) for step in range(300)]
-  assert draw_context_length(9, 12, 1, 1024) == draw_context_length(9, 12, 1, 1024)
-  assert draw_context_length(0, 0, 5, 5) == 5
-  with pytest.raises(ValueError, match="min_length <= max_length"):
-    draw_context_length(0, 0, 8, 4)

@@ -11,6 +11,7 @@ from experiments.studies.length_generalisation import patches, report
 from experiments.studies.length_generalisation import task as study_a
 from experiments.studies.length_generalisation.model import squared_error
 from tests.experiments.test_selection import tiny_config
+from tests.experiments.unchanged_leaves import unchanged_leaves
 
 MODELS = ("mamba", "mamba_length_adaptive", "mamba_length_token", "transformer")
 
@@ -141,11 +142,5 @@ def test_a_few_steps_move_every_parameter_of_every_model(setting):
   for step in range(3):
     state, _ = train_step(state, task.batch(step))
   for name in MODELS:
-    before = jax.tree_util.tree_flatten_with_path(start["params"][name])[0]
-    after = jax.tree.leaves(state["params"][name])
-    frozen = [
-      jax.tree_util.keystr(path)
-      for (path, a), b in zip(before, after)
-      if np.array_equal(np.asarray(a), np.asarray(b))
-    ]
+    frozen = unchanged_leaves(start["params"][name], state["params"][name])
     assert not frozen, (name, frozen)
