@@ -7,12 +7,14 @@ from experiments.data.sources import image_source
 
 
 def open_split(config, split):
-  """The `split` of config.data's image set; with several processes, process 0 prepares it
-  first (TFDS's preparation is not safe to run concurrently into one data_dir)."""
+  """The `split` of config.data's image set (config.data.channels, default 1: grayscale); with
+  several processes, process 0 prepares it first (TFDS's preparation is not safe to run
+  concurrently into one data_dir)."""
   kwargs = dict(
     data_dir=config.data.data_dir or None,
     omniglot_dir=config.data.omniglot_dir or None,
     image_size=config.data.image_size,
+    channels=config.data.get("channels", 1),
   )
   if jax.process_count() > 1:
     if jax.process_index() == 0:

@@ -1,10 +1,10 @@
 """Study C's per-run evaluation, in workdir/eval/:
 
-metrics.json (architecture, latent_dim, lam, accuracy, mse, cross_entropy, n_test, steps: the
-test split's accuracy, mean squared pixel error and mean cross-entropy), reconstructions.npz
-(the first config.eval.num_images test images and their reconstructions, which the sweep's
-figure assembles) and reconstructions.png. metrics.json is written last, atomically: its presence
-marks a finished run (the sweep skips those).
+metrics.json (architecture, latent_dim, lam, seed, accuracy, mse, cross_entropy, n_test, steps:
+the test split's accuracy, mean squared pixel error and mean cross-entropy, on unrotated images),
+reconstructions.npz (the first config.eval.num_images test images and their reconstructions,
+(S, S) or (S, S, 3), which the sweep's figure assembles) and reconstructions.png. metrics.json is
+written last, atomically: its presence marks a finished run (the sweep skips those).
 """
 
 import json
@@ -65,6 +65,15 @@ def test_metrics(task, state, source):
   }
 
 
+def show_image(ax, image):
+  """An image in [-1, 1] on `ax`: (S, S) in gray, (S, S, 3) in colour (clipped to [-1, 1])."""
+  image = np.asarray(image)
+  if image.ndim == 3:
+    ax.imshow(np.clip((image + 1.0) / 2.0, 0.0, 1.0))
+  else:
+    ax.imshow(image, cmap="gray", vmin=-1, vmax=1)
+
+
 def write_reconstructions(images, reconstructions, row, out_dir):
   np.savez(
     os.path.join(out_dir, RECONSTRUCTIONS_NPZ), images=images, reconstructions=reconstructions
@@ -72,8 +81,8 @@ def write_reconstructions(images, reconstructions, row, out_dir):
   count = len(images)
   fig, axes = plt.subplots(2, count, figsize=(0.9 * count, 2.1), squeeze=False)
   for i in range(count):
-    axes[0, i].imshow(images[i], cmap="gray", vmin=-1, vmax=1)
-    axes[1, i].imshow(reconstructions[i], cmap="gray", vmin=-1, vmax=1)
+    show_image(axes[0, i], images[i])
+    show_image(axes[1, i], reconstructions[i])
   for ax in axes.ravel():
     ax.set_axis_off()
   fig.suptitle(
@@ -94,6 +103,7 @@ def write(task, state, source, out_dir):
     "architecture": config.model.architecture,
     "latent_dim": config.model.latent_dim,
     "lam": task.lam,
+    "seed": config.seed,
     **test_metrics(task, state, source),
     "steps": int(state["step"]),
   }

@@ -1,20 +1,28 @@
-r"""Study C's sweep in one command: every (architecture, latent size, lambda) of config.sweep.
+r"""Study C's sweep in one command: every (architecture, latent size, lambda, seed) of
+config.sweep.
 
   python -m experiments.studies.tradeoff.sweep \
       --config=experiments/studies/tradeoff/configs/digits.py --workdir=runs/tradeoff
 
 Each grid point is an ordinary training run (train.train_and_evaluate) in its own directory,
-WORKDIR/runs/<architecture>_z<latent>_lam<lambda>/, with the config the sweep derived for it (the
-`sweep` section removed, model.architecture, model.latent_dim and lam set). Running the command
-again resumes: finished runs (eval/metrics.json present) are read back, a partial one continues
-from its checkpoint, and a run directory holding a different config is refused. Then:
+WORKDIR/runs/<architecture>_z<latent>_lam<lambda>_seed<seed>/, with the config the sweep derived
+for it (the `sweep` section removed, model.architecture, model.latent_dim, lam and seed set).
+Seeds are the outer loop (config.sweep.seeds), so a stopped sweep already holds every
+(architecture, latent size, lambda) at the first seeds. Running the command again resumes:
+finished runs (eval/metrics.json present) are read back, a partial one continues from its
+checkpoint, and a run directory holding a different config is refused. Then:
 
-  WORKDIR/tradeoff.csv          one row per run: architecture, latent_dim, lam, accuracy, mse,
-                                cross_entropy (test split), n_test, steps;
-  WORKDIR/tradeoff.png          accuracy against MSE, one curve per architecture and latent size,
-                                points labelled by lambda; and each against lambda;
+  WORKDIR/tradeoff.csv          one row per run: architecture, latent_dim, lam, seed, accuracy,
+                                mse, cross_entropy (test split), n_test, steps;
+  WORKDIR/tradeoff_summary.csv  one row per (architecture, latent_dim, lam): accuracy_mean,
+                                accuracy_lo, accuracy_hi, mse_mean, mse_lo, mse_hi, seeds (the
+                                mean over seeds; lo, hi: a 90% percentile-bootstrap band of that
+                                mean, seeds resampled; zero width with one seed);
+  WORKDIR/tradeoff.png          from the summary: accuracy against MSE, one curve per
+                                architecture and latent size, points labelled by lambda, with
+                                the bands as error bars; and each against lambda, bands shaded;
   WORKDIR/reconstructions.png   a few test images reconstructed at every lambda, per
-                                architecture and latent size.
+                                architecture and latent size (the runs of the first seed).
 
 The flags are those of experiments.main (--config, --workdir, --distributed, ...).
 """
@@ -30,6 +38,7 @@ import numpy as np
 from absl import app, logging
 
 from experiments import config_values, sweep_runs
+from experiments.bootstrap import seed_band
 from experiments.studies.tradeoff import report as tradeoff_report
 from experiments.studies.tradeoff.networks import ARCHITECTURES
 from experiments.studies.tradeoff.task import check_lam
@@ -39,22 +48,34 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 RUNS_DIR = "runs"
 CSV_FILE = "tradeoff.csv"
+SUMMARY_CSV = "tradeoff_summary.csv"
 TRADEOFF_PNG = "tradeoff.png"
 RECONSTRUCTIONS_PNG = "reconstructions.png"
 COLUMNS = (
   "architecture",
   "latent_dim",
   "lam",
+  "seed",
   "accuracy",
   "mse",
   "cross_entropy",
   "n_test",
   "steps",
 )
+SUMMARISED = ("accuracy", "mse")  # the metrics tradeoff_summary.csv gives a mean and band of
+SUMMARY_COLUMNS = (
+  "architecture",
+  "latent_dim",
+  "lam",
+  *(f"{metric}_{stat}" for metric in SUMMARISED for stat in ("mean", "lo", "hi")),
+  "seeds",
+)
+BAND_LEVEL = 0.9
 
 
 def grid(config):
-  """[(architecture, latent_dim, lam)] of config.sweep, architectures outermost."""
+  """[(architecture, latent_dim, lam, seed)] of config.sweep: seeds outermost, then
+  architectures, latent sizes and lambdas in config order."""
   if config.study != "tradeoff":
     raise ValueError(f"config.study = {config.study!r}; the sweep runs study C ('tradeoff')")
   sweep = config.sweep
@@ -77,18 +98,24 @@ def grid(config):
     raise ValueError(f"config.sweep.lams = {sweep.lams!r}; expected a tuple of numbers in [0, 1]")
   lams = [check_lam(lam, f"config.sweep.lams entry {i}") for i, lam in enumerate(sweep.lams)]
   lams = config_values.distinct(lams, "config.sweep.lams")
-  return [(a, z, lam) for a in architectures for z in latent_dims for lam in lams]
+  return [
+    (a, z, lam, seed)
+    for seed in sweep_runs.seeds(config)
+    for a in architectures
+    for z in latent_dims
+    for lam in lams
+  ]
 
 
-def run_name(architecture, latent_dim, lam):
-  return f"{architecture}_z{latent_dim}_lam{lam:g}"
+def run_name(architecture, latent_dim, lam, seed):
+  return f"{architecture}_z{latent_dim}_lam{lam:g}_seed{seed}"
 
 
-def run_config(config, architecture, latent_dim, lam):
+def run_config(config, architecture, latent_dim, lam, seed):
   """The config of one grid point: references resolved, `sweep` removed, the point set."""
   c = ml_collections.ConfigDict(config.to_dict())
   del c["sweep"]
-  c.model.architecture, c.model.latent_dim, c.lam = architecture, latent_dim, lam
+  c.model.architecture, c.model.latent_dim, c.lam, c.seed = architecture, latent_dim, lam, seed
   return c
 
 
@@ -103,8 +130,9 @@ def run_one(config, workdir):
 
 
 def run_sweep(config, workdir):
-  """Runs (or resumes) the whole grid, then writes the CSV and the figures; returns the rows,
-  or None when a run was stopped by SIGTERM (nothing collected: rerun to resume)."""
+  """Runs (or resumes) the whole grid, then writes the CSVs and the figures; returns the rows
+  (one per run, in grid order), or None when a run was stopped by SIGTERM (nothing collected:
+  rerun to resume)."""
   workdir = os.path.abspath(workdir)
   points = grid(config)
   rows = []
@@ -115,6 +143,7 @@ def run_sweep(config, workdir):
     if row is None:
       logging.warning("Stopped during %s; run the same command again to resume.", name)
       return None
+    row = {**row, "seed": point[3]}
     rows.append(row)
     if jax.process_index() == 0:
       print(
@@ -123,26 +152,55 @@ def run_sweep(config, workdir):
         flush=True,
       )
   if jax.process_index() == 0:
+    summary = summarise(rows)
     sweep_runs.write_csv(rows, COLUMNS, os.path.join(workdir, CSV_FILE))
-    plot_tradeoff(rows, config, os.path.join(workdir, TRADEOFF_PNG))
-    plot_reconstructions(rows, config, workdir, os.path.join(workdir, RECONSTRUCTIONS_PNG))
+    sweep_runs.write_csv(summary, SUMMARY_COLUMNS, os.path.join(workdir, SUMMARY_CSV))
+    plot_tradeoff(summary, config, os.path.join(workdir, TRADEOFF_PNG))
+    first_seed = [r for r in rows if r["seed"] == points[0][3]]
+    plot_reconstructions(first_seed, config, workdir, os.path.join(workdir, RECONSTRUCTIONS_PNG))
   return rows
 
 
+def summarise(rows, level=BAND_LEVEL):
+  """Summary rows, one per (architecture, latent_dim, lam) in the order of first appearance:
+  for accuracy and MSE the mean over the seeds' runs and a `level` percentile-bootstrap band of
+  that mean (experiments/bootstrap.py, seed_band), and the number of seeds."""
+  groups = {}
+  for row in rows:
+    groups.setdefault((row["architecture"], row["latent_dim"], row["lam"]), []).append(row)
+  summary = []
+  for (architecture, latent_dim, lam), runs in groups.items():
+    out = {"architecture": architecture, "latent_dim": latent_dim, "lam": lam}
+    for metric in SUMMARISED:
+      mean, lo, hi = seed_band([r[metric] for r in runs], level=level)
+      out.update({f"{metric}_mean": mean, f"{metric}_lo": lo, f"{metric}_hi": hi})
+    out["seeds"] = len(runs)
+    summary.append(out)
+  return summary
+
+
 def _curves(rows):
-  """{(architecture, latent_dim): rows in lambda order}, in the sweep's order."""
+  """{(architecture, latent_dim): rows in lambda order}, in the rows' order."""
   curves = {}
   for row in rows:
     curves.setdefault((row["architecture"], row["latent_dim"]), []).append(row)
   return {key: sorted(value, key=lambda r: r["lam"]) for key, value in curves.items()}
 
 
-def plot_tradeoff(rows, config, path):
-  curves = _curves(rows)
-  lams = sorted({r["lam"] for r in rows})
-  architectures = list(dict.fromkeys(r["architecture"] for r in rows))
-  latents = sorted({r["latent_dim"] for r in rows})
-  colours = {a: plt.get_cmap("tab10")(i) for i, a in enumerate(architectures)}
+def _band(curve, metric):
+  """(means, lo, hi) arrays of a curve of summary rows."""
+  return tuple(np.array([r[f"{metric}_{stat}"] for r in curve]) for stat in ("mean", "lo", "hi"))
+
+
+def plot_tradeoff(summary, config, path):
+  """Accuracy against MSE and each against lambda, one curve per (architecture, latent size):
+  the means over seeds, with their bootstrap bands (error bars; shaded against lambda)."""
+  curves = _curves(summary)
+  lams = sorted({r["lam"] for r in summary})
+  architectures = list(dict.fromkeys(r["architecture"] for r in summary))
+  latents = sorted({r["latent_dim"] for r in summary})
+  seeds = max(r["seeds"] for r in summary)
+  colours = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(architectures)}
   styles = {z: s for z, s in zip(latents, ["--", "-", ":", "-.", (0, (5, 1)), (0, (1, 3))] * 4)}
   markers = {z: m for z, m in zip(latents, "os^Dv<>ph*" * 4)}
   fig, axes = plt.subplots(1, 3, figsize=(16, 5), gridspec_kw={"width_ratios": [1.5, 1, 1]})
@@ -154,21 +212,33 @@ def plot_tradeoff(rows, config, path):
       markersize=4,
       label=f"{arch}, latent {latent}",
     )
-    mse = [r["mse"] for r in curve]
-    accuracy = [r["accuracy"] for r in curve]
-    axes[0].plot(mse, accuracy, **kw)
+    mse, mse_lo, mse_hi = _band(curve, "mse")
+    accuracy, accuracy_lo, accuracy_hi = _band(curve, "accuracy")
+    axes[0].errorbar(
+      mse,
+      accuracy,
+      xerr=np.maximum([mse - mse_lo, mse_hi - mse], 0.0),
+      yerr=np.maximum([accuracy - accuracy_lo, accuracy_hi - accuracy], 0.0),
+      elinewidth=0.7,
+      capsize=1.5,
+      **kw,
+    )
     for r in curve:
       axes[0].annotate(
         f"{r['lam']:g}",
-        (r["mse"], r["accuracy"]),
+        (r["mse_mean"], r["accuracy_mean"]),
         fontsize=6,
         color=colours[arch],
         xytext=(3, 2),
         textcoords="offset points",
       )
     positions = [lams.index(r["lam"]) for r in curve]
-    axes[1].plot(positions, accuracy, **kw)
-    axes[2].plot(positions, mse, **kw)
+    for ax, (mean, lo, hi) in (
+      (axes[1], (accuracy, accuracy_lo, accuracy_hi)),
+      (axes[2], (mse, mse_lo, mse_hi)),
+    ):
+      ax.plot(positions, mean, **kw)
+      ax.fill_between(positions, lo, hi, color=colours[arch], alpha=0.15, linewidth=0)
   axes[0].set_xscale("log")
   axes[0].set_xlabel("test reconstruction MSE (log scale)")
   axes[0].set_ylabel("test accuracy")
@@ -185,7 +255,8 @@ def plot_tradeoff(rows, config, path):
   fig.suptitle(
     f"Classification vs reconstruction, {config.data.name} "
     f"{config.data.image_size}x{config.data.image_size}: lambda * MSE + "
-    f"(1 - lambda) * CE drives the encoder",
+    f"(1 - lambda) * CE drives the encoder (means over {seeds} seed{'s' * (seeds != 1)}, "
+    f"{BAND_LEVEL:.0%} bootstrap bands)",
     fontsize=11,
   )
   fig.tight_layout()
@@ -194,10 +265,11 @@ def plot_tradeoff(rows, config, path):
 
 
 def plot_reconstructions(rows, config, workdir, path):
-  """Rows: the test images, then their reconstructions at each lambda; column groups: one per
-  (architecture, latent size)."""
+  """Rows (the runs of one seed): the test images, then their reconstructions at each lambda;
+  column groups: one per (architecture, latent size)."""
   curves = _curves(rows)
   lams = sorted({r["lam"] for r in rows})
+  seed = rows[0]["seed"]
   count = config.sweep.figure_images
   width = len(curves) * (count + 1) - 1
   size = (0.42 * width + 0.6, 0.42 * (1 + len(lams)) + 0.7)
@@ -211,22 +283,22 @@ def plot_reconstructions(rows, config, workdir, path):
         os.path.join(
           workdir,
           RUNS_DIR,
-          run_name(arch, latent, r["lam"]),
+          run_name(arch, latent, r["lam"], seed),
           "eval",
           tradeoff_report.RECONSTRUCTIONS_NPZ,
         )
       )
       row = 1 + lams.index(r["lam"])
       for i in range(min(count, len(saved["images"]))):
-        axes[0, first + i].imshow(saved["images"][i], cmap="gray", vmin=-1, vmax=1)
-        axes[row, first + i].imshow(saved["reconstructions"][i], cmap="gray", vmin=-1, vmax=1)
+        tradeoff_report.show_image(axes[0, first + i], saved["images"][i])
+        tradeoff_report.show_image(axes[row, first + i], saved["reconstructions"][i])
     axes[0, first + count // 2].set_title(f"{arch}\nlatent {latent}", fontsize=7)
   for row, label in enumerate(["test image"] + [f"lambda {lam:g}" for lam in lams]):
     axes[row, 0].text(
       -0.15, 0.5, label, transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=7
     )
   fig.suptitle(
-    f"{config.data.name}: test images reconstructed at each lambda",
+    f"{config.data.name}: test images reconstructed at each lambda (seed {seed})",
     fontsize=9,
     y=1 - 0.12 / size[1],
   )

@@ -1,4 +1,7 @@
-"""image_source: grayscale float32 in [-1, 1] at the requested size, for every kind of data set."""
+"""image_source: float32 in [-1, 1] at the requested size, grayscale or (channels = 3) RGB, for
+every kind of data set; the channel count checked."""
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -89,3 +92,57 @@ def test_omniglot_at_128(omniglot_dir, omniglot_data_dir):
     len(image_source("omniglot", "train", data_dir=omniglot_data_dir, omniglot_dir=omniglot_dir))
     == 4840
   )
+
+
+def test_prepared_rgb_dataset_keeps_colours_with_three_channels(tmp_path):
+  write_fake_tfds(tmp_path, "cifar10", "3.0.2", (32, 32, 3), {"train": 4})
+  native = image_source("cifar10", "train", data_dir=tmp_path, channels=3)
+  example = native[2]
+  assert example["image"].shape == (32, 32, 3) and example["image"].dtype == np.float32
+  rgb = fake_image(int(example["label"]), (32, 32, 3))
+  np.testing.assert_allclose(example["image"], rgb / 127.5 - 1.0, atol=1e-6)
+  assert not np.allclose(example["image"][..., 0], example["image"][..., 1])  # colour kept
+  resized = image_source("cifar10", "train", data_dir=tmp_path, image_size=16, channels=3)[2]
+  assert resized["image"].shape == (16, 16, 3)
+  for c in range(3):  # each channel resized as a grayscale plane would be
+    np.testing.assert_allclose(resized["image"][..., c], to_model_image(rgb[..., c], 16), atol=1e-6)
+  # The default, channels = 1, is the luma conversion of before.
+  gray = image_source("cifar10", "train", data_dir=tmp_path, image_size=16, channels=1)[2]
+  np.testing.assert_allclose(
+    gray["image"], to_model_image(rgb.astype(np.float32) @ sources.LUMA, 16), atol=1e-5
+  )
+
+
+def test_rgba_drops_alpha():
+  image = np.zeros((2, 2, 4), np.uint8)
+  image[..., 0], image[..., 3] = 255, 128
+  out = to_model_image(image, None, channels=3)
+  assert out.shape == (2, 2, 3)
+  np.testing.assert_allclose(out[..., 0], 1.0)
+  np.testing.assert_allclose(out[..., 1:], -1.0)
+
+
+@pytest.mark.parametrize("channels", [0, 2, 4, True, "3", None])
+def test_bad_channel_counts(channels, tmp_path):
+  with pytest.raises(ValueError, match=r"config\.data\.channels = .*expected 1 .* or 3"):
+    image_source("cifar10", "train", data_dir=tmp_path, channels=channels)
+  with pytest.raises(ValueError, match=r"config\.data\.channels"):
+    to_model_image(np.zeros((2, 2, 3), np.uint8), None, channels=channels)
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist", "fashion_mnist", "omniglot", "mnist:3.0.1"])
+def test_three_channels_refused_for_grayscale_sets_before_opening(name, tmp_path):
+  """Refused by name, before any preparing or opening (mnist is not even prepared here)."""
+  with pytest.raises(ValueError, match=r"config\.data\.channels = 3.*grayscale"):
+    image_source(name, "train", data_dir=tmp_path, channels=3)
+  assert not os.listdir(tmp_path)
+
+
+def test_three_channels_refused_for_grayscale_images(tmp_path):
+  """Another data set whose images have one channel: refused on its first image."""
+  write_fake_tfds(tmp_path, "gray_letters", "1.0.0", (12, 12, 1), {"train": 3})
+  with pytest.raises(ValueError, match=r"config\.data\.channels = 3.*grayscale images"):
+    image_source("gray_letters", "train", data_dir=tmp_path, channels=3)
+  assert image_source("gray_letters", "train", data_dir=tmp_path)[0]["image"].shape == (12, 12)
+  with pytest.raises(ValueError, match=r"config\.data\.channels = 3 needs RGB"):
+    to_model_image(np.zeros((4, 4), np.uint8), None, channels=3)

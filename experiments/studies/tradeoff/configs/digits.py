@@ -1,16 +1,17 @@
 r"""Study C on the embedded digits: classification vs reconstruction through one latent.
 
-The default sweep: 4 architectures x 2 latent sizes x 8 lambdas = 64 short runs, then
-tradeoff.csv, tradeoff.png and reconstructions.png. About ten minutes on a 2-core CPU, no
-download:
+The default sweep: 4 architectures x 2 latent sizes x 8 lambdas = 64 short runs for each of 3
+seeds (config.sweep.seeds), then tradeoff.csv (one row per run), tradeoff_summary.csv (means over
+seeds with 90% bootstrap bands), tradeoff.png and reconstructions.png (see sweep.py). About ten
+minutes per seed on a 2-core CPU, no download (--config.sweep.seeds='(0,)' for one seed):
 
   python -m experiments.studies.tradeoff.sweep \
       --config=experiments/studies/tradeoff/configs/digits.py --workdir=runs/tradeoff_digits
 
-One run of the grid (the fields the sweep sets: model.architecture, model.latent_dim, lam):
+One run of the grid (the fields the sweep sets: model.architecture, model.latent_dim, lam, seed):
 
   python -m experiments.main --config=experiments/studies/tradeoff/configs/digits.py \
-      --workdir=runs/tradeoff_one --config.model.architecture=cnn --config.lam=0.5
+      --workdir=runs/tradeoff_one --config.model.architecture=cnn_small --config.lam=0.5
 
 Departures from the paper's training (Adam lr 1e-3, batch 512, 10 epochs; mnist.py
 keeps it): the digits have 1437 training images, so 10 epochs at batch 512 would be 29 steps,
@@ -40,7 +41,8 @@ def get_config():
   c.num_epochs = 20  # passes over the training split
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "digits"  # digits | mnist | fashion_mnist | cifar10 (prepared TFDS, grayscale)
+  c.data.name = "digits"  # digits | mnist | fashion_mnist | cifar10 (the last three: prepared TFDS)
+  c.data.channels = 1  # 1 = grayscale (RGB sets through luma) | 3 = RGB (colour data sets only)
   c.data.data_dir = ""  # TFDS data_dir; "" = ~/tensorflow_datasets
   c.data.omniglot_dir = ""  # folder with the Omniglot archives (data.name = omniglot only)
   c.data.image_size = 8  # images are resized to image_size x image_size, scaled to [-1, 1]
@@ -49,6 +51,9 @@ def get_config():
   c.data.train_examples = 1437  # size of the train split (checked): steps per epoch
   c.data.num_classes = 10  # classes of the head
   c.data.in_memory = True  # hold the converted train split in memory (4 bytes per pixel)
+  # training images rotated by an angle uniform in [-d, d] degrees, one per example (torchvision's
+  # RandomRotation(d): nearest, fill black; the MSE target stays unrotated); 0 = off
+  c.data.random_rotation_degrees = 0.0
 
   c.num_train_steps = steps_for_epochs(c)  # optimiser steps: num_epochs over the train split
   c.log_every_steps = 100  # metrics.jsonl / TensorBoard interval
@@ -56,20 +61,65 @@ def get_config():
   c.checkpoints_to_keep = 1  # older checkpoints are deleted
 
   c.model = ml_collections.ConfigDict()
-  c.model.architecture = "fc_small"  # fc_small | fc_medium | fc_large | cnn | vit | mamba
-  c.model.latent_dim = 8  # size of the shared latent z (the sweep sets it per run)
-  c.model.head_hidden = 0  # classification head: 0 = linear, else one ReLU hidden layer
-  c.model.fc = ml_collections.ConfigDict()
-  c.model.fc.small = (64,)  # encoder hidden widths of fc_small (the decoder mirrors them)
-  c.model.fc.medium = (128, 64)  # ... of fc_medium
-  c.model.fc.large = (256, 128, 64)  # ... of fc_large
-  c.model.cnn_channels = (16, 32)  # one stride-2 3x3 convolution per entry (side / 2 each)
-  c.model.patch_size = 2  # vit / mamba: non-overlapping P x P patches in raster order
+  # Families (experiments/studies/tradeoff/networks.py): the paper's fc_small | fc_medium |
+  # fc_large | cnn_small | cnn_large | vit (Rathjens & Wiskott 2024's code), this project's mamba,
+  # and its earlier project_fc_small | project_fc_medium | project_fc_large | project_cnn |
+  # project_vit (kept so earlier results reproduce)
+  c.model.architecture = "fc_small"
+  # the sweep's latent axis: fc_*, mamba, project_*: the latent vector's size; cnn_*: the channels
+  # of the latent feature map (here 2 x 2; the paper's 16 for cnn_small, 128 for cnn_large); vit:
+  # the token dimension (the paper's 8; a multiple of 4 and of vit.n_heads), latent 17 tokens
+  c.model.latent_dim = 8
+  # decoder output: tanh | linear; None = the family's own (tanh: fc_*, cnn_*; linear: vit, as
+  # the paper's code, and mamba, project_*)
+  c.model.decoder_output = config_dict.placeholder(str)
+  # The paper's sizes are for 28 x 28 (configs/mnist.py has them). Digits-sized rule, for 8 x 8:
+  # FC hidden widths scaled by the input size, round(width * 64 / 784) (616 -> 50, 716 -> 58,
+  # 684 -> 56), heads as the paper's (they read the latent, not the image); CNNs keep their
+  # layers, kernels and channels and pool only as often as 8 x 8 allows while keeping a 2 x 2
+  # latent map (the paper: 4 x 4); the vit keeps the paper's 4 x 4 grid of 16 patches (P = 2).
+  c.model.fc_small = ml_collections.ConfigDict()
+  c.model.fc_small.hidden = ()  # encoder hidden widths (the decoder mirrors them); paper: ()
+  c.model.fc_small.head_hidden = 0  # head: 0 = linear, else one ReLU hidden layer; paper: 0
+  c.model.fc_medium = ml_collections.ConfigDict()
+  c.model.fc_medium.hidden = (50,)  # paper (784 inputs): (616,)
+  c.model.fc_medium.head_hidden = 12  # paper: 12
+  c.model.fc_large = ml_collections.ConfigDict()
+  c.model.fc_large.hidden = (58, 56, 50)  # paper: (716, 684, 616)
+  c.model.fc_large.head_hidden = 64  # paper: 64
+  c.model.cnn_small = ml_collections.ConfigDict()
+  c.model.cnn_small.channels = (16, 16)  # conv channels before the latent's (latent_dim); paper's
+  c.model.cnn_small.kernel_sizes = (3, 3, 3)  # one per convolution; paper's
+  c.model.cnn_small.pool = (True, False, True)  # 2x2 stride-2 max pool after it: 8 -> 4 -> 4 -> 2
+  c.model.cnn_small.pool_padding = (0, 0, 0)  # that pool's padding (paper, 28: (0, 1, 0))
+  c.model.cnn_large = ml_collections.ConfigDict()
+  c.model.cnn_large.channels = (64, 64, 128, 128)  # paper's (its latent_dim: 128)
+  c.model.cnn_large.kernel_sizes = (7, 7, 5, 5, 3)  # paper's
+  c.model.cnn_large.pool = (False, False, False, True, True)  # 8 -> 2 (paper: last three pool)
+  c.model.cnn_large.pool_padding = (0, 0, 0, 0, 0)
+  c.model.cnn_large.head_channels = 256  # the head's two convolutions; paper's
   c.model.vit = ml_collections.ConfigDict()
-  c.model.vit.d_model = 32  # transformer width
-  c.model.vit.n_layers = 1  # blocks in the encoder and in the decoder
-  c.model.vit.n_heads = 4  # attention heads
-  c.model.vit.pool = "mean"  # latent from: mean over patches | last patch
+  c.model.vit.patch_size = 2  # P x P patches: a 4 x 4 grid (paper, 28: P = 7)
+  c.model.vit.n_heads = 4  # attention heads (encoder and decoder); paper's
+  c.model.vit.encoder_layers = 1  # transformer blocks; paper's
+  c.model.vit.decoder_layers = 1  # paper's
+  c.model.vit.mlp_ratio = 4  # MLP width / token width; paper's
+  c.model.vit.decoder_dim = config_dict.placeholder(int)  # None = latent_dim (paper: tied)
+  c.model.vit.masking_ratio = 0.0  # MAE-style share of patches dropped in training; 0 = off
+  # This project's own families.
+  c.model.head_hidden = 0  # mamba, project_*: head 0 = linear, else one ReLU hidden layer
+  c.model.patch_size = 2  # mamba, project_vit: non-overlapping P x P patches in raster order
+  c.model.project_fc = ml_collections.ConfigDict()
+  c.model.project_fc.small = (64,)  # encoder hidden widths of project_fc_small (decoder mirrors)
+  c.model.project_fc.medium = (128, 64)  # ... of project_fc_medium
+  c.model.project_fc.large = (256, 128, 64)  # ... of project_fc_large
+  c.model.project_cnn = ml_collections.ConfigDict()
+  c.model.project_cnn.channels = (16, 32)  # one stride-2 3x3 convolution each (side / 2 each)
+  c.model.project_vit = ml_collections.ConfigDict()
+  c.model.project_vit.d_model = 32  # transformer width
+  c.model.project_vit.n_layers = 1  # blocks in the encoder and in the decoder
+  c.model.project_vit.n_heads = 4  # attention heads
+  c.model.project_vit.pool = "mean"  # latent from: mean over patches | last patch
   c.model.mamba = ml_collections.ConfigDict()
   c.model.mamba.d_model = 32  # Mamba hidden size
   c.model.mamba.n_layers = 1  # blocks in the encoder and in the decoder
@@ -99,8 +149,9 @@ def get_config():
   c.eval.num_images = 8  # test images shown reconstructed
 
   c.sweep = ml_collections.ConfigDict()  # read by the study's sweep.py only
-  c.sweep.architectures = ("fc_small", "fc_medium", "cnn", "mamba")  # architectures of the grid
+  c.sweep.architectures = ("fc_small", "fc_medium", "cnn_small", "mamba")  # architectures
   c.sweep.latent_dims = (2, 16)  # latent sizes of the grid
   c.sweep.lams = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0)  # lambdas of the grid
+  c.sweep.seeds = (0, 1, 2)  # training seeds of the grid (its outer loop): bands over seeds
   c.sweep.figure_images = 3  # test images per architecture and latent in reconstructions.png
   return c

@@ -1,5 +1,6 @@
-"""Study C's sweep: the grid and per-run configs, a tiny sweep through the command line, resume
-(finished runs skipped, a missing evaluation redone, a changed config refused) and a stopped run."""
+"""Study C's sweep: the grid (seeds outermost) and per-run configs, the summary over seeds (means
+and bootstrap bands), a tiny two-seed sweep through the command line, resume (finished runs
+skipped, a missing evaluation redone, a changed config refused) and a stopped run."""
 
 import csv
 import os
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from experiments import train
+from experiments.bootstrap import bootstrap_band
 from experiments.data import digits
 from experiments.studies.tradeoff import report as tradeoff_report
 from experiments.studies.tradeoff import sweep
@@ -18,15 +20,16 @@ from experiments.studies.tradeoff.configs import digits as tradeoff_digits
 from tests.experiments.test_train import ROOT, _env
 
 CONFIG = os.path.join(ROOT, "experiments", "studies", "tradeoff", "configs", "digits.py")
+ARCHITECTURE = "fc_small"  # the tiny sweep's
 TINY = {
-  "sweep.architectures": ("fc_small",),
-  "sweep.latent_dims": (2, 4),
+  "sweep.architectures": (ARCHITECTURE,),
+  "sweep.latent_dims": (2,),
   "sweep.lams": (0.0, 1.0),
+  "sweep.seeds": (0, 1),
   "sweep.figure_images": 2,
   "num_train_steps": 2,
   "batch_size": 16,
   "eval.num_images": 3,
-  "model.fc.small": (16,),
 }
 
 
@@ -56,25 +59,34 @@ def _rows(path):
 
 def test_grid_and_run_configs():
   config = tradeoff_digits.get_config()
+  architectures = list(config.sweep.architectures)
   points = sweep.grid(config)
-  assert len(points) == 4 * 2 * 8
-  assert points[:2] == [("fc_small", 2, 0.0), ("fc_small", 2, 0.1)]
-  assert points[-1] == ("mamba", 16, 1.0)
-  assert sweep.run_name("cnn", 16, 0.99) == "cnn_z16_lam0.99"
-  run = sweep.run_config(config, "cnn", 16, 0.99)
+  per_seed = len(architectures) * 2 * 8
+  assert tuple(config.sweep.seeds) == (0, 1, 2) and len(points) == 3 * per_seed
+  # Seeds outermost: a stopped sweep holds every other point at the first seeds.
+  assert [p[3] for p in points] == [0] * per_seed + [1] * per_seed + [2] * per_seed
+  assert points[:2] == [(architectures[0], 2, 0.0, 0), (architectures[0], 2, 0.1, 0)]
+  assert points[per_seed - 1] == (architectures[-1], 16, 1.0, 0)
+  assert points[per_seed] == (architectures[0], 2, 0.0, 1)
+  assert points[-1] == (architectures[-1], 16, 1.0, 2)
+  assert [p[:3] for p in points[:per_seed]] == [p[:3] for p in points[per_seed : 2 * per_seed]]
+  assert sweep.run_name("cnn_large", 16, 0.99, 2) == "cnn_large_z16_lam0.99_seed2"
+  assert sweep.run_name("fc_small", 2, 0.0, 0) == "fc_small_z2_lam0_seed0"
+  run = sweep.run_config(config, architectures[-1], 16, 0.99, 2)
   assert "sweep" not in run
-  assert (run.model.architecture, run.model.latent_dim, run.lam) == ("cnn", 16, 0.99)
+  assert (run.model.architecture, run.model.latent_dim, run.lam) == (architectures[-1], 16, 0.99)
+  assert run.seed == 2 and config.seed == 0
   assert run.num_train_steps == 899
   run.batch_size = 64  # a resolved copy: no link back to the sweep's config, nor onward
   assert run.num_train_steps == 899 and config.batch_size == 32
-  assert config.model.architecture == "fc_small" and "sweep" in config
+  assert "sweep" in config
 
 
 @pytest.mark.parametrize(
   "field,value",
   [
     ("architectures", ("fc_small", "resnet")),
-    ("architectures", ("cnn", "cnn")),
+    ("architectures", ("fc_small", "fc_small")),
     ("architectures", ()),
     ("latent_dims", (0, 2)),
     ("latent_dims", (2, 2)),
@@ -82,6 +94,10 @@ def test_grid_and_run_configs():
     ("lams", (0, "x")),
     ("lams", (0, 0)),
     ("lams", ()),
+    ("seeds", (0, 0)),
+    ("seeds", (-1,)),
+    ("seeds", ("a",)),
+    ("seeds", ()),
   ],
 )
 def test_bad_grids_name_the_field(field, value):
@@ -95,7 +111,64 @@ def test_bad_grids_name_the_field(field, value):
     sweep.grid(config)
 
 
-def test_smoke_sweep_then_resume(data_dir, tmp_path):
+def _row(architecture, latent_dim, lam, seed, accuracy, mse):
+  return dict(
+    architecture=architecture, latent_dim=latent_dim, lam=lam, seed=seed, accuracy=accuracy, mse=mse
+  )
+
+
+def test_summary_means_and_bands_over_seeds():
+  accuracy = {0: 0.80, 1: 0.90, 2: 0.86}
+  mse = {0: 0.10, 1: 0.04, 2: 0.07}
+  rows = [
+    _row("a", 2, lam, s, accuracy[s] - lam / 10, mse[s] + lam)
+    for s in (0, 1, 2)
+    for lam in (0.0, 1.0)
+  ]
+  rows.append(_row("b", 4, 0.5, 0, 0.5, 0.3))  # one seed only
+  summary = sweep.summarise(rows)
+  assert [(r["architecture"], r["latent_dim"], r["lam"]) for r in summary] == [
+    ("a", 2, 0.0),
+    ("a", 2, 1.0),
+    ("b", 4, 0.5),
+  ]
+  assert all(set(r) == set(sweep.SUMMARY_COLUMNS) for r in summary)
+  first, second, single = summary
+  assert first["seeds"] == second["seeds"] == 3 and single["seeds"] == 1
+  for row, lam in ((first, 0.0), (second, 1.0)):
+    for metric, values in (
+      ("accuracy", [accuracy[s] - lam / 10 for s in (0, 1, 2)]),
+      ("mse", [mse[s] + lam for s in (0, 1, 2)]),
+    ):
+      mean, lo, hi = bootstrap_band(np.asarray(values)[:, None], level=0.9)
+      assert row[f"{metric}_mean"] == pytest.approx(np.mean(values), abs=1e-12)
+      assert row[f"{metric}_mean"] == pytest.approx(mean[0], abs=1e-12)
+      assert (row[f"{metric}_lo"], row[f"{metric}_hi"]) == pytest.approx((lo[0], hi[0]))
+      # A band of the mean over seeds: within the seeds' range, around the mean, not a point.
+      assert min(values) <= row[f"{metric}_lo"] < row[f"{metric}_mean"]
+      assert row[f"{metric}_mean"] < row[f"{metric}_hi"] <= max(values)
+  assert (single["accuracy_mean"], single["accuracy_lo"], single["accuracy_hi"]) == (0.5, 0.5, 0.5)
+  assert (single["mse_mean"], single["mse_lo"], single["mse_hi"]) == (0.3, 0.3, 0.3)
+  # A wider level, a wider band.
+  wide = sweep.summarise(rows, level=0.99)[0]
+  assert wide["mse_lo"] <= first["mse_lo"] and wide["mse_hi"] >= first["mse_hi"]
+
+
+def test_tradeoff_figure_from_a_summary(tmp_path):
+  rows = [
+    _row(a, z, lam, s, 0.5 + 0.1 * s - 0.2 * lam, 0.02 + 0.01 * s + 0.1 * (1 - lam))
+    for s in (0, 1)
+    for a in ("x", "y")
+    for z in (2, 8)
+    for lam in (0.0, 0.5, 1.0)
+  ]
+  path = tmp_path / sweep.TRADEOFF_PNG
+  sweep.plot_tradeoff(sweep.summarise(rows), tradeoff_digits.get_config(), str(path))
+  with Image.open(path) as image:
+    assert min(image.size) > 400
+
+
+def test_smoke_sweep_with_two_seeds_then_resume(data_dir, tmp_path):
   workdir = tmp_path / "sweep"
   overrides = [f"--config.{key}={value!r}" for key, value in TINY.items()]
   result = subprocess.run(
@@ -115,37 +188,57 @@ def test_smoke_sweep_then_resume(data_dir, tmp_path):
     timeout=600,
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "[4/4] fc_small_z4_lam1" in result.stdout
+  assert f"[4/4] {ARCHITECTURE}_z2_lam1_seed1" in result.stdout
   rows = _rows(workdir / sweep.CSV_FILE)
   assert list(rows[0]) == list(sweep.COLUMNS)
-  assert [(r["architecture"], r["latent_dim"], r["lam"]) for r in rows] == [
-    ("fc_small", z, lam) for z in ("2", "4") for lam in ("0.0", "1.0")
+  assert [(r["architecture"], r["latent_dim"], r["lam"], r["seed"]) for r in rows] == [
+    (ARCHITECTURE, "2", lam, seed) for seed in ("0", "1") for lam in ("0.0", "1.0")
   ]
   for r in rows:
     assert 0 <= float(r["accuracy"]) <= 1 and float(r["mse"]) > 0
     assert float(r["cross_entropy"]) > 0 and r["n_test"] == "360" and r["steps"] == "2"
-  for name in (sweep.TRADEOFF_PNG, sweep.RECONSTRUCTIONS_PNG):
+  assert rows[0]["mse"] != rows[2]["mse"]  # the seeds' runs differ (initialisation, order)
+
+  summary = _rows(workdir / sweep.SUMMARY_CSV)
+  assert list(summary[0]) == list(sweep.SUMMARY_COLUMNS)
+  assert [(r["architecture"], r["latent_dim"], r["lam"], r["seeds"]) for r in summary] == [
+    (ARCHITECTURE, "2", "0.0", "2"),
+    (ARCHITECTURE, "2", "1.0", "2"),
+  ]
+  for row, (seed0, seed1) in zip(summary, [(rows[0], rows[2]), (rows[1], rows[3])]):
+    for metric in ("accuracy", "mse"):
+      values = [float(seed0[metric]), float(seed1[metric])]
+      assert float(row[f"{metric}_mean"]) == pytest.approx(np.mean(values), rel=1e-9)
+      assert min(values) <= float(row[f"{metric}_lo"]) <= float(row[f"{metric}_mean"])
+      assert float(row[f"{metric}_mean"]) <= float(row[f"{metric}_hi"]) <= max(values)
+  # reconstructions.png: 2 images x (1 test row + 2 lambdas) of one (architecture, latent).
+  for name, smallest in ((sweep.TRADEOFF_PNG, 400), (sweep.RECONSTRUCTIONS_PNG, 150)):
     with Image.open(workdir / name) as image:
-      assert min(image.size) > 200
+      assert min(image.size) > smallest
 
   # Again: every run is finished, nothing retrains; a run whose evaluation is gone is
   # evaluated again from its final checkpoint; the same rows come back.
   runs = workdir / sweep.RUNS_DIR
+  assert sorted(os.listdir(runs)) == sorted(
+    f"{ARCHITECTURE}_z2_lam{lam}_seed{seed}" for lam in (0, 1) for seed in (0, 1)
+  )
   metrics = {
     p: os.path.getmtime(runs / p / "eval" / tradeoff_report.METRICS_JSON) for p in os.listdir(runs)
   }
-  os.remove(runs / "fc_small_z4_lam0" / "eval" / tradeoff_report.METRICS_JSON)
+  redone = f"{ARCHITECTURE}_z2_lam0_seed1"
+  os.remove(runs / redone / "eval" / tradeoff_report.METRICS_JSON)
   again = sweep.run_sweep(tiny_config(data_dir), str(workdir))
   for name, mtime in metrics.items():
     now = os.path.getmtime(runs / name / "eval" / tradeoff_report.METRICS_JSON)
-    assert (now == mtime) == (name != "fc_small_z4_lam0"), name
-  assert [r["steps"] for r in again] == [2] * 4
+    assert (now == mtime) == (name != redone), name
+  assert [r["steps"] for r in again] == [2] * 4 and [r["seed"] for r in again] == [0, 0, 1, 1]
   for old, new in zip(rows, _rows(workdir / sweep.CSV_FILE)):
+    assert new["seed"] == old["seed"]
     for key in ("accuracy", "mse", "cross_entropy"):
       np.testing.assert_allclose(float(new[key]), float(old[key]), rtol=1e-6)
 
   changed = tiny_config(data_dir)
-  changed.seed = 1
+  changed.optimizer.learning_rate = 2e-3
   with pytest.raises(ValueError, match="holds a run with another config"):
     sweep.run_sweep(changed, str(workdir))
 
@@ -155,5 +248,6 @@ def test_a_stopped_run_ends_the_sweep_without_results(data_dir, tmp_path, monkey
   calls = []
   monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: calls.append(workdir))
   assert sweep.run_sweep(tiny_config(data_dir), str(tmp_path)) is None
-  assert len(calls) == 1 and calls[0].endswith("fc_small_z2_lam0")
+  assert len(calls) == 1 and calls[0].endswith(f"{ARCHITECTURE}_z2_lam0_seed0")
   assert not (tmp_path / sweep.CSV_FILE).exists()
+  assert not (tmp_path / sweep.SUMMARY_CSV).exists()

@@ -1,8 +1,11 @@
 """Study C's task: the three-optimiser update (each part moves only under its own loss), the loss
-weighting, batches, config checks, the evaluation, and 8 devices following 1."""
+weighting, batches (rotated as the paper's CIFAR-10 runs, RGB kept), config checks, the
+evaluation (never rotated), the CIFAR-10 config failing fast without its data, and 8 devices
+following 1."""
 
 import json
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +15,7 @@ import pytest
 from flax import nnx
 
 from experiments import data, optimizers, parallel
+from experiments.data import augment
 from experiments.studies.tradeoff import report as tradeoff_report
 from experiments.studies.tradeoff import task as tradeoff
 from experiments.studies.tradeoff.configs import digits as tradeoff_digits
@@ -36,7 +40,7 @@ def tiny(data_dir, architecture="fc_small", lam=0.3):
   c.data.data_dir = data_dir
   c.model.architecture, c.model.latent_dim, c.lam = architecture, 3, lam
   c.model.head_hidden = 4
-  c.model.fc.small = (16,)
+  c.model.project_fc.small = (16,)
   c.model.mamba.d_model = 8
   c.model.mamba.d_state = 4
   c.batch_size = 16
@@ -164,6 +168,60 @@ def test_decoder_and_head_updates_do_not_depend_on_lambda(data_dir):
   assert _moved(new[0.2]["encoder"], new[0.8]["encoder"])
 
 
+def _family_config(data_dir, architecture, masking_ratio=0.0):
+  c = tiny(data_dir, architecture=architecture)
+  c.model.latent_dim = 4  # the vit's token dimension: a multiple of 4 (and of its heads)
+  c.model.project_vit.d_model = 8
+  c.model.project_vit.n_heads = 2
+  c.model.vit.masking_ratio = masking_ratio
+  return c
+
+
+@pytest.mark.parametrize(
+  "architecture,masking_ratio",
+  [(a, 0.0) for a in ARCHITECTURES if a != "mamba"]
+  + [("vit", 0.5), pytest.param("mamba", 0.0, marks=pytest.mark.slow)],
+)
+def test_a_few_steps_move_every_parameter_of_every_model(data_dir, architecture, masking_ratio):
+  """Every family the study trains (the vit with masking too, whose mask token exists only then):
+  three steps move every parameter array of the encoder, the decoder and the head."""
+  task = tradeoff.Task(_family_config(data_dir, architecture, masking_ratio), parallel.make_mesh())
+  state = task.init_state(jax.random.key(0))
+  step = jax.jit(task.train_step)
+  new = state
+  for i in range(3):
+    new, metrics = step(new, task.batch(i))
+  assert np.isfinite(float(metrics["loss"]))
+  for part in PARTS:
+    before, _ = jax.tree_util.tree_flatten_with_path(state["params"][part])
+    after = jax.tree.leaves(new["params"][part])
+    assert len(before) == len(after) > 0
+    for (path, x), y in zip(before, after, strict=True):
+      assert not np.array_equal(np.asarray(x), np.asarray(y)), (part, jax.tree_util.keystr(path))
+
+
+def test_vit_masking_keys_training_not_evaluation(data_dir):
+  """With vit.masking_ratio > 0 a training step's mask follows its key (config.seed and the
+  step); without a key, and in evaluation, every patch is seen and the output is deterministic."""
+  task = tradeoff.Task(_family_config(data_dir, "vit", 0.5), parallel.make_mesh())
+  state = task.init_state(jax.random.key(0))
+  params, batch = state["params"], task.batch(0)
+  gradients = jax.jit(task.gradients)
+  mse = [float(gradients(params, batch, jax.random.key(k))[1]["mse"]) for k in (0, 1)]
+  assert mse[0] != mse[1]
+  apply = jax.jit(task.apply)
+  z, reconstructions, _ = apply(params, batch["image"])
+  assert z.shape == (16, 17, 4)
+  np.testing.assert_array_equal(apply(params, batch["image"])[1], reconstructions)
+  _, unmasked = gradients(params, batch)  # no key: no masking, the MSE over every pixel
+  np.testing.assert_allclose(
+    unmasked["mse"], jnp.mean((reconstructions - batch["image"]) ** 2), rtol=1e-5
+  )
+  step = jax.jit(task.train_step)
+  at = lambda s: float(step({**state, "step": jnp.asarray(s, jnp.int32)}, batch)[1]["mse"])  # noqa: E731
+  assert at(3) == at(3) and at(3) != at(4)
+
+
 @pytest.mark.parametrize("lam", [0.0, 1.0, 0.3])
 def test_loss_weighting(data_dir, lam):
   task, state = make_task(data_dir, lam=lam)
@@ -228,14 +286,15 @@ def test_epochs_set_the_steps():
   paper = mnist.get_config()
   assert (paper.batch_size, paper.num_epochs, paper.num_train_steps) == (512, 10, 1172)
   assert paper.optimizer.name == "adam" and paper.optimizer.learning_rate == 1e-3
-  assert list(paper.sweep.architectures) == list(ARCHITECTURES)
+  assert set(paper.sweep.architectures) <= set(ARCHITECTURES)
+  assert {"fc_small", "fc_medium", "fc_large", "cnn_small"} <= set(paper.sweep.architectures)
   for config in (c, paper):
     lams = set(config.sweep.lams)
     assert lams >= {0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1}
 
 
 def test_evaluation_covers_the_test_split_once(data_dir, tmp_path):
-  task, state = make_task(data_dir, architecture="cnn")
+  task, state = make_task(data_dir, architecture="cnn_small")
   task.evaluate(state, str(tmp_path))
   with open(tmp_path / "eval" / tradeoff_report.METRICS_JSON) as f:
     row = json.load(f)
@@ -244,7 +303,7 @@ def test_evaluation_covers_the_test_split_once(data_dir, tmp_path):
   labels = np.array([source[i]["label"] for i in range(len(source))])
   _, reconstructions, logits = jax.jit(task.apply)(state["params"], jnp.asarray(images))
   assert row["n_test"] == 360 and row["steps"] == 0  # 360 is no multiple of the batch (128)
-  assert (row["architecture"], row["latent_dim"], row["lam"]) == ("cnn", 3, 0.3)
+  assert (row["architecture"], row["latent_dim"], row["lam"]) == ("cnn_small", 3, 0.3)
   np.testing.assert_allclose(row["accuracy"], np.mean(np.argmax(logits, -1) == labels))
   np.testing.assert_allclose(
     row["mse"], np.mean((np.asarray(reconstructions) - images) ** 2), rtol=1e-5
@@ -269,6 +328,7 @@ def test_eight_devices_follow_one(data_dir, tmp_path):
     "--config.num_train_steps=4",
     "--config.log_every_steps=1",
     "--config.lam=0.5",
+    "--config.data.random_rotation_degrees=15",  # per-example angles: the same on 8 devices
   ]
   losses, rows = {}, {}
   for devices in (1, 8):
@@ -281,3 +341,114 @@ def test_eight_devices_follow_one(data_dir, tmp_path):
   np.testing.assert_allclose(losses[8], losses[1], rtol=1e-5, atol=1e-6)
   for key in ("accuracy", "mse", "cross_entropy"):
     np.testing.assert_allclose(rows[8][key], rows[1][key], rtol=1e-4)
+
+
+# -- RGB data and the paper's rotation (experiments/data/augment.py) -----------------------------
+
+
+def _stream_batch(source, config, step):
+  return next(data.batches(source, config.batch_size, config.seed, start_step=step))
+
+
+def test_rotated_batches_keep_the_unrotated_target(data_dir):
+  """Training images rotated, one angle per example from (seed, stream position); the MSE's
+  target is the unrotated image (the paper's code); the same step gives the same batch."""
+  config = tiny(data_dir)
+  config.data.random_rotation_degrees = 15
+  task = tradeoff.Task(config, parallel.make_mesh())
+  source = data.image_source("digits", "train", data_dir=data_dir, image_size=8)
+  expected = _stream_batch(source, config, 4)
+  batch = task.batch(4)
+  assert set(batch) == {"image", "label", "target"}
+  np.testing.assert_array_equal(batch["target"], expected["image"])
+  np.testing.assert_array_equal(batch["label"], expected["label"])
+  angles = augment.rotation_angles(task.augment_key, expected["index"], 15.0)
+  np.testing.assert_array_equal(batch["image"], augment.rotate(expected["image"], angles))
+  assert sum(not np.array_equal(a, b) for a, b in zip(batch["image"], expected["image"])) >= 4
+  np.testing.assert_array_equal(task.batch(5)["image"], task.batch(5)["image"])
+  np.testing.assert_array_equal(task.batch(4)["image"], batch["image"])  # asked again
+  again = tradeoff.Task(config, parallel.make_mesh()).batch(4)  # a resumed run
+  np.testing.assert_array_equal(again["image"], batch["image"])
+  config.seed = 1  # another seed, other angles (and another order)
+  other = tradeoff.Task(config, parallel.make_mesh()).batch(4)
+  assert not np.array_equal(other["image"], batch["image"])
+
+  state = task.init_state(jax.random.key(0))
+  _, metrics = jax.jit(task.gradients)(state["params"], batch)
+  _, reconstructions, _ = jax.jit(task.apply)(state["params"], batch["image"])
+  np.testing.assert_allclose(
+    metrics["mse"], jnp.mean((reconstructions - batch["target"]) ** 2), rtol=1e-5
+  )
+
+
+def test_evaluation_is_not_rotated(data_dir, tmp_path):
+  """The same parameters give the same test metrics and images with and without rotation."""
+  rows, saved = {}, {}
+  for degrees in (0, 15):
+    config = tiny(data_dir)
+    config.data.random_rotation_degrees = degrees
+    task = tradeoff.Task(config, parallel.make_mesh())
+    task.evaluate(task.init_state(jax.random.key(0)), str(tmp_path / str(degrees)))
+    with open(tmp_path / str(degrees) / "eval" / tradeoff_report.METRICS_JSON) as f:
+      rows[degrees] = json.load(f)
+    with np.load(tmp_path / str(degrees) / "eval" / tradeoff_report.RECONSTRUCTIONS_NPZ) as npz:
+      saved[degrees] = npz["images"]
+  assert rows[0] == rows[15]
+  np.testing.assert_array_equal(saved[0], saved[15])
+
+
+def test_rgb_batches_are_rotated_in_colour(tmp_path):
+  """channels = 3 on an RGB source: (batch, S, S, 3) images, each rotated with black corners."""
+  from tests.experiments.data.conftest import write_fake_tfds
+
+  write_fake_tfds(tmp_path, "cifar10", "3.0.2", (32, 32, 3), {"train": 32, "test": 8})
+  config = tiny(str(tmp_path))
+  config.data.name, config.data.channels, config.data.image_size = "cifar10", 3, 16
+  config.data.train_examples = 32
+  config.data.random_rotation_degrees = 15
+  task = tradeoff.Task(config, parallel.make_mesh())
+  batch = task.batch(0)
+  assert batch["image"].shape == batch["target"].shape == (16, 16, 16, 3)
+  target = np.asarray(batch["target"])
+  assert not np.allclose(target[..., 0], target[..., 2])  # colours kept
+  source = data.image_source("cifar10", "train", data_dir=tmp_path, image_size=16, channels=3)
+  np.testing.assert_array_equal(target, _stream_batch(source, config, 0)["image"])
+  image = np.asarray(batch["image"])
+  big = np.abs(np.asarray(augment.rotation_angles(task.augment_key, np.arange(16), 15.0))) > 5
+  for i in np.nonzero(big)[0]:  # a corner of an image rotated by over 5 degrees comes from outside
+    np.testing.assert_array_equal(image[i, 0, 0], [-1.0, -1.0, -1.0])
+
+
+def test_channels_and_rotation_checked(data_dir):
+  mesh = parallel.make_mesh()
+  config = tiny(data_dir)
+  config.data.channels = 3
+  with pytest.raises(ValueError, match=r"config\.data\.channels = 3.*grayscale"):
+    tradeoff.Task(config, mesh)
+  config = tiny(data_dir)
+  config.data.channels = 2
+  with pytest.raises(ValueError, match=r"config\.data\.channels = 2"):
+    tradeoff.Task(config, mesh)
+  config = tiny(data_dir)
+  config.data.random_rotation_degrees = -5.0
+  with pytest.raises(ValueError, match=r"config\.data\.random_rotation_degrees = -5"):
+    tradeoff.Task(config, mesh)
+
+
+def test_cifar10_config_is_the_papers_and_fails_fast_without_data(tmp_path):
+  from experiments.studies.tradeoff.configs import cifar10
+
+  config = cifar10.get_config()
+  assert (config.data.name, config.data.channels, config.data.image_size) == ("cifar10", 3, 32)
+  assert config.data.random_rotation_degrees == 15 and config.data.train_examples == 50_000
+  assert (config.batch_size, config.num_epochs, config.num_train_steps) == (512, 10, 977)
+  assert config.optimizer.name == "adam" and config.optimizer.learning_rate == 1e-3
+  assert (config.model.architecture, config.model.latent_dim) == ("cnn_large", 128)
+  assert tuple(config.sweep.architectures) == ("cnn_large",)
+  assert tuple(config.sweep.seeds) == (0, 1, 2)
+  config.data.data_dir = str(tmp_path)  # nothing prepared there
+  mesh = parallel.make_mesh()
+  start = time.perf_counter()
+  with pytest.raises(FileNotFoundError, match="tfds build cifar10 --file_format=array_record"):
+    tradeoff.Task(config, mesh)
+  assert time.perf_counter() - start < 1.0
