@@ -56,7 +56,7 @@ test: test-locked test-latest
 
 test-locked: $(STAMP)
 	@$(PY) $(SHOW_VERSIONS)
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --durations=20 tests
 
 ifeq ($(strip $(PYTHON_LATEST)),)
 test-latest:
@@ -65,7 +65,7 @@ test-latest:
 else
 test-latest: $(STAMP_LATEST)
 	@$(PY_LATEST) $(SHOW_VERSIONS)
-	$(PY_LATEST) -m pytest -q -n 2 tests
+	$(PY_LATEST) -m pytest -q -n 2 --durations=20 tests
 endif
 
 # ruff (lint + format check) over the tree; pyright's checker over kernels/ and mamba_jax/.

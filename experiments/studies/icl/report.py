@@ -147,6 +147,12 @@ def curve_rows(class_name, model, errors, config):
     level=config.eval.band_level,
     resamples=config.eval.bootstrap_resamples,
   )
+  return band_rows(class_name, model, (mean, lo, hi), prompts=errors.shape[0], seeds=1)
+
+
+def band_rows(class_name, model, band, prompts, seeds):
+  """icl_curves.csv rows, one per number of in-context points, from band = (mean, lo, hi)."""
+  mean, lo, hi = band
   return [
     {
       "task": class_name,
@@ -155,10 +161,10 @@ def curve_rows(class_name, model, errors, config):
       "error": float(mean[i]),
       "lo": float(lo[i]),
       "hi": float(hi[i]),
-      "prompts": errors.shape[0],
-      "seeds": 1,
+      "prompts": prompts,
+      "seeds": seeds,
     }
-    for i in range(errors.shape[1])
+    for i in range(len(mean))
   ]
 
 

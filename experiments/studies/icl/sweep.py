@@ -66,22 +66,11 @@ def curves(errors_by_seed, config):
   for key in errors_by_seed[min(errors_by_seed)]:
     task, model = key.split("/", 1)
     arrays = [errors[key] for errors in errors_by_seed.values()]
-    mean, lo, hi = nested_bootstrap_band(
+    band = nested_bootstrap_band(
       arrays, level=config.eval.band_level, resamples=config.eval.bootstrap_resamples
     )
-    rows += [
-      {
-        "task": task,
-        "model": model,
-        "n_points": i,
-        "error": float(mean[i]),
-        "lo": float(lo[i]),
-        "hi": float(hi[i]),
-        "prompts": int(np.mean([a.shape[0] for a in arrays])),
-        "seeds": len(arrays),
-      }
-      for i in range(len(mean))
-    ]
+    prompts = int(np.mean([a.shape[0] for a in arrays]))
+    rows += report.band_rows(task, model, band, prompts=prompts, seeds=len(arrays))
   return rows
 
 
