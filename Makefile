@@ -1,8 +1,15 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Each creates its venvs when missing.
 # `make test` runs the suite on two legs, each in its own venv from the same pyproject.toml:
-#   test-locked  Python 3.11, the pinned JAX (requirements.lock), in .venv, with the interop extra
-#   test-latest  Python 3.12, the newest JAX served (requirements-latest.lock), in .venv-latest;
-#                skipped, with the reason printed, when no Python 3.12 is found
+#   test-locked  Python 3.11, the pinned JAX (requirements.lock), in .venv, with the interop extra:
+#                the whole suite (the op, the library, torch interop, every experiments test:
+#                multi-process, interruption and resume, the study sweeps, the wheel build)
+#   test-latest  Python 3.12, the newest JAX served (requirements-latest.lock), in .venv-latest:
+#                what depends on the JAX version, the op and the library (marker `core`, set by
+#                tests/conftest.py for tests/selective_scan and tests/mamba_jax) and one smoke
+#                run per study (marker `smoke`); skipped, with the reason printed, when no
+#                Python 3.12 is found
+# Each leg compiles into its own persistent cache, emptied first (tests/conftest.py), and prints its
+# wall time. `make test-all` adds the `slow` tests (the kernels' full case x implementation grid).
 
 # The first runnable `name` on PATH, else pyenv's newest installed `version`. pyenv's shims answer
 # `command -v python3.12` even when no 3.12 is selected, so each candidate is run, not just found.
@@ -26,7 +33,7 @@ STAMP_LATEST := $(VENV_LATEST)/.installed
 SHOW_VERSIONS := -c "import platform, jax; \
   print('== Python', platform.python_version(), '| jax', jax.__version__)"
 
-.PHONY: demo test test-locked test-latest lint bench venv venv-latest clean
+.PHONY: demo test test-all test-locked test-latest lint bench venv venv-latest clean
 
 # The interop extra (torch CPU, transformers) is installed in the 3.11 leg only: its torch wheel is
 # on disk for Python 3.11, and pip would fetch a multi-GB CUDA build for 3.12.
@@ -54,9 +61,23 @@ demo: $(STAMP)
 
 test: test-locked test-latest
 
+# Runs pytest on a leg: $(1) the interpreter, $(2) the leg's name, $(3) pytest's selection. The cache
+# folder is emptied first, so a run never reuses programs compiled by an earlier one.
+TEST_CACHE := .test-cache
+MARKERS ?= not slow
+define run_leg
+	@$(1) $(SHOW_VERSIONS)
+	rm -rf $(TEST_CACHE)/$(2)
+	@start=$$(date +%s); \
+	MAMBA_JAX_TEST_CACHE=$(TEST_CACHE)/$(2) $(1) -m pytest -q -n 2 --dist loadfile --durations=30 $(3) tests; \
+	status=$$?; echo "== test-$(2): $$(( $$(date +%s) - start )) s wall"; exit $$status
+endef
+
+test-all:
+	$(MAKE) test MARKERS=
+
 test-locked: $(STAMP)
-	@$(PY) $(SHOW_VERSIONS)
-	$(PY) -m pytest -q -n 2 --durations=20 tests
+	$(call run_leg,$(PY),locked,$(if $(MARKERS),-m "$(MARKERS)"))
 
 ifeq ($(strip $(PYTHON_LATEST)),)
 test-latest:
@@ -64,8 +85,7 @@ test-latest:
 	  "a pyenv 3.12); install one, or name it with PYTHON_LATEST=/path/to/python3.12"
 else
 test-latest: $(STAMP_LATEST)
-	@$(PY_LATEST) $(SHOW_VERSIONS)
-	$(PY_LATEST) -m pytest -q -n 2 --durations=20 tests
+	$(call run_leg,$(PY_LATEST),latest,-m "(core or smoke)$(if $(MARKERS), and ($(MARKERS)))")
 endif
 
 # ruff (lint + format check) over the tree; pyright's checker over kernels/ and mamba_jax/.
@@ -79,4 +99,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.model_bench
 
 clean:
-	rm -rf $(VENV) $(VENV_LATEST) .pytest_cache
+	rm -rf $(VENV) $(VENV_LATEST) .pytest_cache $(TEST_CACHE)

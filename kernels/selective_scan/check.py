@@ -19,6 +19,8 @@ compilation or speed). Examples:
   python -m kernels.selective_scan.check --out=check_h200.json      # under 5 minutes on a chip
   python -m kernels.selective_scan.check --quick                    # small timing shapes
   python -m kernels.selective_scan.check --interpret --quick        # CPU: kernels interpreted
+On a CPU the default times at the small shapes (the full ones take over 12 minutes there);
+--full times at bench.py's full shapes on any platform.
 """
 
 import argparse
@@ -329,6 +331,14 @@ def format_verdicts(report):
   return "\n".join(lines + report["advice"] + [f"({report['elapsed_s']:.0f} s)"])
 
 
+def default_preset(quick, full, platform=None):
+  """bench.py's preset that a run times at: --quick small and --full full anywhere; otherwise
+  full on an accelerator and small on a CPU, where the full shapes alone take over 12 minutes."""
+  if quick or full:
+    return "small" if quick else "full"
+  return "small" if (platform or jax.default_backend()) == "cpu" else "full"
+
+
 def parse_args(argv):
   parser = argparse.ArgumentParser(
     prog="python -m kernels.selective_scan.check", description=(__doc__ or "").split("\n\n")[0]
@@ -345,9 +355,16 @@ def parse_args(argv):
     help=f"Time at bench.py's small shapes {bench.PRESETS['small']}.",
   )
   parser.add_argument(
+    "--full",
+    action="store_true",
+    help=f"Time at bench.py's full shapes {bench.PRESETS['full']} (the default on TPU and "
+    "GPU; on a CPU the default is --quick's small shapes).",
+  )
+  parser.add_argument(
     "--shapes",
     default=None,
-    help="Timing shapes BxLxDxN, comma-separated (overrides --quick); empty: no timing.",
+    help="Timing shapes BxLxDxN, comma-separated (overrides --quick and --full); empty: no "
+    "timing.",
   )
   parser.add_argument(
     "--cases",
@@ -364,8 +381,10 @@ def parse_args(argv):
   parser.add_argument("--repeats", type=int, default=3, help="Timed runs (median reported).")
   args = parser.parse_args(argv)
   split = lambda text: [item for item in text.split(",") if item]
+  if args.quick and args.full:
+    parser.error("--quick and --full are exclusive")
   if args.shapes is None:
-    args.shapes = ",".join(bench.PRESETS["small" if args.quick else "full"])
+    args.shapes = ",".join(bench.PRESETS[default_preset(args.quick, args.full)])
   unknown = set(split(args.cases)) - set(testing.CASES)
   if unknown:
     parser.error(f"unknown cases {sorted(unknown)}; the grid has {list(testing.CASES)}")

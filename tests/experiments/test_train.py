@@ -146,6 +146,7 @@ def reference_run(tmp_path_factory, data_dir):
   return workdir
 
 
+@pytest.mark.smoke
 def test_run_writes_the_documented_outputs(reference_run):
   for name in (
     "config.json",

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernels.selective_scan import api, check
+from kernels.selective_scan import api, bench, check
 
 TINY = ["--cases=minimal_d_state_1", "--repeats=1"]
 
@@ -130,3 +130,13 @@ def test_advice_proposes_a_table_row_only_from_a_native_benchmark_run():
   assert not any("AutoRule" in line for line in check.advice(target, slow, False, True))
   assert not any("AutoRule" in line for line in check.advice(target, results, True, True))
   assert not any("AutoRule" in line for line in check.advice(target, results, False, False))
+
+
+def test_timing_shapes_are_cpu_sized_by_default_and_full_on_request():
+  assert check.default_preset(False, False, "cpu") == "small"
+  assert check.default_preset(False, False, "gpu") == "full"
+  assert check.default_preset(False, False, "tpu") == "full"
+  assert check.default_preset(False, True, "cpu") == "full"
+  assert check.default_preset(True, False, "gpu") == "small"
+  kwargs, _ = check.parse_args(["--full"])
+  assert kwargs["shapes"] == [bench.parse_shape(s) for s in bench.PRESETS["full"]]

@@ -32,7 +32,6 @@ def test_grid_and_run_configs():
     sweep.grid(other)
 
 
-@pytest.mark.slow
 def test_two_seed_sweep_writes_bands_over_seeds_and_resumes(tmp_path):
   config = tiny(get_config("linear_regression", "cpu"), models=("mamba", "mamba_length_adaptive"))
   config.eval.function_classes = ("linear_regression",)

@@ -237,8 +237,13 @@ def _rows(path):
     return list(csv.DictReader(f))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("class_name", TRAINED_CLASSES)
+@pytest.mark.parametrize(
+  "class_name",
+  [
+    pytest.param(name, marks=pytest.mark.smoke) if name == "linear_regression" else name
+    for name in TRAINED_CLASSES
+  ],
+)
 def test_smoke_run_of_each_function_class(class_name, tmp_path):
   config = tiny(
     get_config(class_name, "cpu"),
@@ -271,7 +276,6 @@ def test_smoke_run_of_each_function_class(class_name, tmp_path):
   assert (out / "probing.png").exists()
 
 
-@pytest.mark.slow
 def test_paper_variant_smoke_run_with_curriculum(tmp_path):
   config = tiny(get_config("linear_regression", "paper"), models=("mamba", "transformer"))
   config.icl.curriculum.dims.interval = config.icl.curriculum.points.interval = 1
@@ -286,7 +290,6 @@ def test_paper_variant_smoke_run_with_curriculum(tmp_path):
   assert max(exact) < 1e-6
 
 
-@pytest.mark.slow
 def test_eight_devices_follow_one(tmp_path):
   config = CONFIG + ":variant=cpu"
   overrides = [

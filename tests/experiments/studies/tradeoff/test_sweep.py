@@ -168,6 +168,7 @@ def test_tradeoff_figure_from_a_summary(tmp_path):
     assert min(image.size) > 400
 
 
+@pytest.mark.smoke
 def test_smoke_sweep_with_two_seeds_then_resume(data_dir, tmp_path):
   workdir = tmp_path / "sweep"
   overrides = [f"--config.{key}={value!r}" for key, value in TINY.items()]

@@ -94,7 +94,7 @@ def _moved(before, after):
 
 
 # The scheme does not depend on the architecture; mamba (slower to compile) checks it once more.
-ARCHITECTURES_CHECKED = ["fc_small", pytest.param("mamba", marks=pytest.mark.slow)]
+ARCHITECTURES_CHECKED = ["fc_small", "mamba"]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES_CHECKED)
@@ -180,7 +180,7 @@ def _family_config(data_dir, architecture, masking_ratio=0.0):
 @pytest.mark.parametrize(
   "architecture,masking_ratio",
   [(a, 0.0) for a in ARCHITECTURES if a != "mamba"]
-  + [("vit", 0.5), pytest.param("mamba", 0.0, marks=pytest.mark.slow)],
+  + [("vit", 0.5), ("mamba", 0.0)],
 )
 def test_a_few_steps_move_every_parameter_of_every_model(data_dir, architecture, masking_ratio):
   """Every family the study trains (the vit with masking too, whose mask token exists only then):
@@ -317,7 +317,6 @@ def test_evaluation_covers_the_test_split_once(data_dir, tmp_path):
   assert (tmp_path / "eval" / tradeoff_report.RECONSTRUCTIONS_PNG).exists()
 
 
-@pytest.mark.slow
 def test_eight_devices_follow_one(data_dir, tmp_path):
   config = os.path.join(ROOT, "experiments", "studies", "tradeoff", "configs", "digits.py")
   overrides = [
