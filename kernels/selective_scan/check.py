@@ -363,8 +363,7 @@ def parse_args(argv):
   parser.add_argument(
     "--shapes",
     default=None,
-    help="Timing shapes BxLxDxN, comma-separated (overrides --quick and --full); empty: no "
-    "timing.",
+    help="Timing shapes BxLxDxN, comma-separated (overrides --quick and --full); empty: no timing.",
   )
   parser.add_argument(
     "--cases",

@@ -179,8 +179,7 @@ def _family_config(data_dir, architecture, masking_ratio=0.0):
 
 @pytest.mark.parametrize(
   "architecture,masking_ratio",
-  [(a, 0.0) for a in ARCHITECTURES if a != "mamba"]
-  + [("vit", 0.5), ("mamba", 0.0)],
+  [(a, 0.0) for a in ARCHITECTURES if a != "mamba"] + [("vit", 0.5), ("mamba", 0.0)],
 )
 def test_a_few_steps_move_every_parameter_of_every_model(data_dir, architecture, masking_ratio):
   """Every family the study trains (the vit with masking too, whose mask token exists only then):
