@@ -131,8 +131,8 @@ def test_gpu_launch_table_and_overrides():
   settings = pallas_gpu.launch_settings(8, 2048, 1536, 16)
   assert (settings.block_d, settings.num_warps, settings.num_stages, settings.chunk) == (
     32,
-    2,
-    2,
+    1,
+    1,
     64,
   )
   assert pallas_gpu.launch_settings(8, 2048, 5120, 16).block_d == 64
