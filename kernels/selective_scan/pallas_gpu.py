@@ -16,6 +16,7 @@ power of two (Triton block shapes must be); the partial dB and dC are (time, d_s
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,8 @@ MIN_PROGRAMS = SM_COUNT // 2
 SHORT_LENGTH = 1024
 BLOCK_D_CHOICES = (64, 32, 16)
 DEFAULT_CHUNK = 64
+# Elements an int32 offset reaches (`check_offsets`).
+MAX_ELEMENTS = 2**31 - 1
 
 
 def triton_status():
@@ -146,10 +149,28 @@ def _common_specs(cfg, batch, length, d_state):
   return specs, rows
 
 
-def _launch(cfg, kernel, grid, specs, inputs, out_specs, out_shapes, name):
+def check_offsets(name, arrays):
+  """Refuses arrays the kernel cannot index: Pallas's Triton lowering computes element offsets
+  in int32, so an array past 2**31 - 1 elements would wrap around silently."""
+  for array_name, shape in arrays.items():
+    size = math.prod(shape)
+    if size > MAX_ELEMENTS:
+      raise ValueError(
+        f"selective_scan: pallas GPU kernel {name}: {array_name} {tuple(shape)} has {size} "
+        f"elements, over the 2**31 - 1 that int32 offsets reach; split the batch or the "
+        f"sequence, or use implementation='xla'"
+      )
+
+
+def _launch(cfg, kernel, grid, specs, inputs, out_specs, out_shapes, name, out_names):
   status = triton_status()
   if status is not None and not cfg.interpret:
     raise ValueError(f"selective_scan: {status}")
+  check_offsets(
+    name,
+    {key: value.shape for key, value in inputs.items()}
+    | {key: value.shape for key, value in zip(out_names, out_shapes)},
+  )
   params = (
     None
     if pltriton is None
@@ -216,6 +237,7 @@ def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
       jax.ShapeDtypeStruct((batch, n_chunks, d_state, d), f32),
     ],
     "selective_scan_fwd",
+    ["out", "h_final", "bounds"],
   )
 
 
@@ -305,6 +327,7 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
     [outputs[name][0] for name in out_names],
     [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in outputs.values()],
     "selective_scan_bwd",
+    out_names,
   )
   return dict(zip(out_names, results))
 
