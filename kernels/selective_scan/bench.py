@@ -11,6 +11,7 @@ CPU) are left out rather than timed in interpret mode. Examples:
   python -m kernels.selective_scan.bench                       # the issue's shapes
   python -m kernels.selective_scan.bench --preset=small        # a quick look (the demo)
   python -m kernels.selective_scan.bench --shapes=8x2048x1536x16 --dtypes=bfloat16
+  python -m kernels.selective_scan.bench --sass   # SASS per time step, no GPU needed
 """
 
 import statistics
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from kernels.selective_scan import api
+from kernels.selective_scan import api, gpu_sass
 from kernels.selective_scan.options import PallasOptions, XlaOptions
 
 PRESETS = {
@@ -43,6 +44,7 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median reported).")
 flags.DEFINE_integer("chunk_size", 0, "Chunk size for xla/pallas; 0 uses each default.")
+flags.DEFINE_bool("sass", False, "Print the GPU kernels' SASS per time step (gpu_sass.py); no run.")
 
 
 def available_implementations(platform):
@@ -207,6 +209,9 @@ def format_row(r):
 
 def main(argv):
   del argv
+  if _FLAGS.sass:  # compiled from the exported Triton IR, on any machine
+    print("\n".join(gpu_sass.report()))
+    return
   platform = jax.default_backend()
   names = _FLAGS.implementations or available_implementations(platform)
   shapes = [parse_shape(s) for s in (_FLAGS.shapes or PRESETS[_FLAGS.preset])]

@@ -2,13 +2,15 @@ r"""Hardware self-check of the selective-scan op: `python -m kernels.selective_s
 
 Run it first on any new accelerator, JAX version or kernel change. On the default device it
   1. compiles every implementation (reference, xla with each in-chunk strategy, pallas) and
-     compares each with the reference on the test grid (`testing.CASES`) in float32 and
-     bfloat16: output, final state and the gradient of every input, at the tolerances of
-     docs/design.md;
+     compares each with the reference on the test grid (`testing.CASES`, and on a GPU or TPU
+     `testing.PRODUCTION_CASES`: several channel blocks and chunks at the launch table's
+     settings) in float32 and bfloat16: output, final state and the gradient of every input,
+     at the tolerances of docs/design.md; each case has CASE_TIMEOUT_S;
   2. runs each compiled forward+backward 3 times and requires bitwise-identical results
      (deterministic gradients: no atomics, no unordered reductions);
   3. times forward and forward+backward at the benchmark shapes (`bench.py`'s, and its timing)
-     against the best xla strategy;
+     against the best xla strategy and against the shape's bounds: HBM (minimal bytes at a copy
+     bandwidth measured on 256 MiB, past the L2) and the exp unit (`add_bounds`);
 then prints one verdict line per implementation (PASS, FAIL or SKIP and why), says what `auto`
 picks here and whether AUTO_TABLE should change, and writes everything as JSON (--out).
 The exit status is 1 when any implementation fails.
@@ -19,8 +21,9 @@ compilation or speed). Examples:
   python -m kernels.selective_scan.check --out=check_h200.json      # under 5 minutes on a chip
   python -m kernels.selective_scan.check --quick                    # small timing shapes
   python -m kernels.selective_scan.check --interpret --quick        # CPU: kernels interpreted
-On a CPU the default times at the small shapes (the full ones take over 12 minutes there);
---full times at bench.py's full shapes on any platform.
+On a CPU the default times at the small shapes and checks the test grid (the full shapes alone
+take over 12 minutes there); --full checks the production-scale cases too and times at bench.py's
+full shapes, on any platform.
 """
 
 import argparse
@@ -28,6 +31,7 @@ import dataclasses
 import json
 import math
 import sys
+import threading
 import time
 from typing import Any
 
@@ -97,7 +101,53 @@ def _error(exc):
   return f"{type(exc).__name__}: {message[0] if message else ''}"[:300]
 
 
-def check_grid(variant, cases, dtypes, expected):
+# ---------------------------------------------------------------------------------------------
+# Per-case timeout and the arithmetic bounds the timings are compared with.
+
+CASE_TIMEOUT_S = 600.0
+# Exponentials per second: SMs x 16 MUFU ex2 per clock x boost clock (BUILD_NOTES, "Kernel
+# goals"); devices not listed get no exp bound.
+EXP_RATE = {"NVIDIA H100 80GB HBM3": 132 * 16 * 1.98e9, "NVIDIA H200": 132 * 16 * 1.98e9}
+
+
+def with_timeout(fn, seconds):
+  """fn() in a worker thread; TimeoutError when it has not returned after `seconds` (the thread
+  is left running: a hung kernel cannot be interrupted, but the check goes on and says so)."""
+  result = {}
+
+  def target():
+    try:
+      result["value"] = fn()
+    except Exception as exc:  # noqa: BLE001 (re-raised in the caller's thread)
+      result["error"] = exc
+
+  worker = threading.Thread(target=target, daemon=True)
+  worker.start()
+  worker.join(seconds)
+  if worker.is_alive():
+    raise TimeoutError(f"no result after {seconds:.0f} s")
+  if "error" in result:
+    raise result["error"]
+  return result["value"]
+
+
+def add_bounds(rows, device_kind):
+  """Adds to each timing row the HBM bound (its minimal bytes at the measured copy bandwidth)
+  and the exp-unit bound (B L D N exps forward, 3x that forward+backward: the backward
+  recomputes them twice), in ms, and the time's ratio to the larger."""
+  for row in rows:
+    if "ms" not in row:
+      continue
+    batch, length, d_inner, d_state = bench.parse_shape(row["shape"])
+    exps = batch * length * d_inner * d_state * (1 if row["mode"] == "forward" else 3)
+    rate = EXP_RATE.get(device_kind)
+    row["hbm_bound_ms"] = None if row["of_bound"] is None else row["ms"] * row["of_bound"]
+    row["exp_bound_ms"] = None if rate is None else exps / rate * 1e3
+    bounds = [b for b in (row["hbm_bound_ms"], row["exp_bound_ms"]) if b is not None]
+    row["of_bound_time"] = max(bounds) / row["ms"] if bounds else None
+
+
+def check_grid(variant, cases, dtypes, expected, timeout=CASE_TIMEOUT_S):
   """Grid results of one variant: per (case, dtype) the worst ratio to the tolerance per
   quantity, and whether DETERMINISM_RUNS runs agreed bitwise."""
   results = []
@@ -105,11 +155,14 @@ def check_grid(variant, cases, dtypes, expected):
     for dtype in dtypes:
       entry = dict(case=case_name, dtype=dtype)
       try:
-        runs = _compiled_runs(
-          dataclasses.replace(case, dtype=jnp.dtype(dtype)),
-          variant.implementation,
-          variant.options,
-          DETERMINISM_RUNS,
+        runs = with_timeout(
+          lambda: _compiled_runs(
+            dataclasses.replace(case, dtype=jnp.dtype(dtype)),  # noqa: B023 (called at once)
+            variant.implementation,
+            variant.options,
+            DETERMINISM_RUNS,
+          ),
+          timeout,
         )
       except Exception as exc:  # noqa: BLE001 (a compile or runtime failure is a result)
         results.append(dict(entry, error=_error(exc), passed=False))
@@ -129,20 +182,23 @@ def check_grid(variant, cases, dtypes, expected):
   return results
 
 
-def time_variant(variant, shapes, dtypes, repeats, bound):
+def time_variant(variant, shapes, dtypes, repeats, bound, timeout=CASE_TIMEOUT_S):
   """bench.measure rows (forward and fwd+bwd) at each shape and dtype; failures as rows."""
   rows = []
   for shape in shapes:
     for dtype in dtypes:
       try:
-        rows += bench.measure(
-          variant.name,
-          variant.implementation,
-          variant.options,
-          shape,
-          jnp.dtype(dtype),
-          repeats,
-          bound,
+        rows += with_timeout(
+          lambda: bench.measure(
+            variant.name,
+            variant.implementation,
+            variant.options,
+            shape,  # noqa: B023 (called at once)
+            jnp.dtype(dtype),  # noqa: B023
+            repeats,
+            bound,
+          ),
+          timeout,
         )
       except Exception as exc:  # noqa: BLE001 (a failure at a benchmark shape is a result)
         rows.append(
@@ -282,7 +338,8 @@ def run_check(cases, dtypes, shapes, repeats, interpret, names=None, log=print) 
       expected[case_name, dtype] = _compiled_runs(
         dataclasses.replace(case, dtype=jnp.dtype(dtype)), "reference", None, 1
       )[0]
-  bound = bench.copy_bandwidth(repeats=max(repeats, 1), n_bytes=1 << 26) if shapes else None
+  # 256 MiB: past any L2 (50 MB on an H100), so the probe measures HBM, not cache.
+  bound = bench.copy_bandwidth(repeats=max(repeats, 1), n_bytes=1 << 28) if shapes else None
   grids, timings = {}, {}
   for variant in found:
     if variant.skip:
@@ -294,6 +351,8 @@ def run_check(cases, dtypes, shapes, repeats, interpret, names=None, log=print) 
     )
     log(f"  checked {variant.name} ({time.perf_counter() - start:.0f} s)", flush=True)
   add_speedups(timings)
+  for rows in timings.values():
+    add_bounds(rows, target.device_kind)
   results = {}
   for variant in found:
     status, reason = verdict(variant, grids[variant.name], timings[variant.name])
@@ -367,8 +426,9 @@ def parse_args(argv):
   )
   parser.add_argument(
     "--cases",
-    default=",".join(testing.CASES),
-    help="Grid problems to check, comma-separated (default: all).",
+    default=None,
+    help="Grid problems to check, comma-separated (default: the test grid, and with --full or "
+    "on a GPU or TPU the production-scale cases too).",
   )
   parser.add_argument("--dtypes", default=",".join(DTYPES), help="Comma-separated dtypes.")
   parser.add_argument(
@@ -384,11 +444,14 @@ def parse_args(argv):
     parser.error("--quick and --full are exclusive")
   if args.shapes is None:
     args.shapes = ",".join(bench.PRESETS[default_preset(args.quick, args.full)])
-  unknown = set(split(args.cases)) - set(testing.CASES)
+  if args.cases is None:
+    grid = testing.ALL_CASES if args.full else testing.default_cases(jax.default_backend())
+    args.cases = ",".join(grid)
+  unknown = set(split(args.cases)) - set(testing.ALL_CASES)
   if unknown:
-    parser.error(f"unknown cases {sorted(unknown)}; the grid has {list(testing.CASES)}")
+    parser.error(f"unknown cases {sorted(unknown)}; the grid has {list(testing.ALL_CASES)}")
   return dict(
-    cases={name: testing.CASES[name] for name in split(args.cases)},
+    cases={name: testing.ALL_CASES[name] for name in split(args.cases)},
     dtypes=split(args.dtypes),
     shapes=[bench.parse_shape(s) for s in split(args.shapes)],
     repeats=args.repeats,

@@ -11,11 +11,12 @@ recurrence. Partial sums are per program and reduced outside: deterministic, no 
 JAX deprecates the Triton backend of Pallas (from 0.11) in favour of Mosaic GPU; this variant
 stays until a Mosaic GPU kernel can be validated on hardware (docs/design.md). `triton_status`
 says whether the installed JAX still has it. Same array layout as `pallas_tpu` except B and C
-arrive transposed, (batch, d_state, length), and d_state is padded to a power of two (Triton
-block shapes must be).
+arrive as float32 (converted once outside, not per step in the loop) and d_state is padded to a
+power of two (Triton block shapes must be); the partial dB and dC are (time, d_state) rows.
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,8 @@ MIN_PROGRAMS = SM_COUNT // 2
 SHORT_LENGTH = 1024
 BLOCK_D_CHOICES = (64, 32, 16)
 DEFAULT_CHUNK = 64
+# Elements an int32 offset reaches (`check_offsets`).
+MAX_ELEMENTS = 2**31 - 1
 
 
 def triton_status():
@@ -63,14 +66,15 @@ def launch_settings(batch, length, d_inner, d_state):
 
   - block_d: the widest of 64/32/16 channels that still gives two programs per SM; the scan is
     latency-bound, so co-resident programs are what hides the latency of each step.
-  - num_warps: one warp per 256 elements of the (d_state, block_d) float32 state, 1 to 8, so each
-    thread holds 8 of them (d_state 16: 2 warps at block 32, 4 at block 64).
-  - num_stages: 2, so Triton's pipeliner prefetches the next step's rows and B/C columns while
-    the current step computes (1 would disable it; the loads are one row each, so more stages
-    only take shared memory).
+  - num_warps: one warp per 32 channels (block_d / 32, at least 1), so each thread holds one
+    channel's whole state and the forward's sums over d_state stay in its registers (more warps
+    split d_state over threads: 386 SASS instructions per step and 11 barriers at 4 warps, 228
+    and none at 1; BUILD_NOTES.md, "SASS per time step").
+  - num_stages: 1. Triton's pipeliner makes no asynchronous copies of these loads (the SASS is
+    identical at 2); the kernels prefetch the next step's inputs themselves, in the loop carry.
   - chunk: 64 steps, or the next power of two above a shorter sequence.
   """
-  n_pad = padded_state_size(d_state)
+  del d_state  # the settings no longer depend on it (one thread per channel)
   width = pl.next_power_of_2(d_inner)
   block_d = next(
     (
@@ -78,9 +82,8 @@ def launch_settings(batch, length, d_inner, d_state):
     ),
     BLOCK_D_CHOICES[-1],
   )
-  num_warps = max(1, min(8, n_pad * block_d // 256))
   chunk = min(DEFAULT_CHUNK, max(8, pl.next_power_of_2(length)))
-  return LaunchSettings(block_d=block_d, num_warps=num_warps, num_stages=2, chunk=chunk)
+  return LaunchSettings(block_d=block_d, num_warps=max(1, block_d // 32), num_stages=1, chunk=chunk)
 
 
 def gpu_kernel_suits(batch, length, d_inner):
@@ -129,13 +132,13 @@ def padded_state_size(d_state):
 def _common_specs(cfg, batch, length, d_state):
   bd = cfg.block_d
   rows = pl.BlockSpec((None, length, bd), lambda b, j: (b, 0, j))
-  columns = pl.BlockSpec((None, d_state, length), lambda b, j: (b, 0, 0))
+  bc_rows = pl.BlockSpec((None, length, d_state), lambda b, j: (b, 0, 0))
   channels = pl.BlockSpec((1, bd), lambda b, j: (0, j))
   specs = dict(
     u=rows,
     delta=rows,
-    Bt=columns,
-    Ct=columns,
+    B=bc_rows,
+    C=bc_rows,
     At=pl.BlockSpec((d_state, bd), lambda b, j: (0, j)),
     D=channels,
     bias=channels,
@@ -146,10 +149,28 @@ def _common_specs(cfg, batch, length, d_state):
   return specs, rows
 
 
-def _launch(cfg, kernel, grid, specs, inputs, out_specs, out_shapes, name):
+def check_offsets(name, arrays):
+  """Refuses arrays the kernel cannot index: Pallas's Triton lowering computes element offsets
+  in int32, so an array past 2**31 - 1 elements would wrap around silently."""
+  for array_name, shape in arrays.items():
+    size = math.prod(shape)
+    if size > MAX_ELEMENTS:
+      raise ValueError(
+        f"selective_scan: pallas GPU kernel {name}: {array_name} {tuple(shape)} has {size} "
+        f"elements, over the 2**31 - 1 that int32 offsets reach; split the batch or the "
+        f"sequence, or use implementation='xla'"
+      )
+
+
+def _launch(cfg, kernel, grid, specs, inputs, out_specs, out_shapes, name, out_names):
   status = triton_status()
   if status is not None and not cfg.interpret:
     raise ValueError(f"selective_scan: {status}")
+  check_offsets(
+    name,
+    {key: value.shape for key, value in inputs.items()}
+    | {key: value.shape for key, value in zip(out_names, out_shapes)},
+  )
   params = (
     None
     if pltriton is None
@@ -167,7 +188,7 @@ def _launch(cfg, kernel, grid, specs, inputs, out_specs, out_shapes, name):
   )(*inputs.values())
 
 
-def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
+def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
   """Returns out (batch, L, d) in u.dtype, final state^T and chunk-start states^T (float32)."""
   batch, length, d = u.shape
   d_state = At.shape[0]
@@ -178,8 +199,8 @@ def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
   inputs = dict(
     u=u,
     delta=delta,
-    Bt=Bt,
-    Ct=Ct,
+    B=B,
+    C=C,
     At=At,
     D=D,
     bias=bias,
@@ -192,13 +213,16 @@ def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
 
   def kernel(*refs):
     refs = dict(zip(names + ["out", "h_final", "bounds"], refs))
-    length_b = refs["lengths"][pl.program_id(0)]
+    hoisted = kernels.hoist(refs)
 
-    def chunk_body(c, h):
+    def chunk_body(c, carry):
+      h, inputs = carry
       refs["bounds"][c] = h
-      return kernels.forward_chunk(refs, h, c * cfg.chunk, length_b, cfg)
+      return kernels.forward_chunk(refs, hoisted, h, inputs, c * cfg.chunk, cfg)
 
-    refs["h_final"][...] = jax.lax.fori_loop(0, n_chunks, chunk_body, refs["h0t"][...])
+    first = kernels.prefetch(refs, 0, kernels.forward_inputs(cfg), hoisted)
+    h_final, _ = jax.lax.fori_loop(0, n_chunks, chunk_body, (refs["h0t"][...], first))
+    refs["h_final"][...] = h_final
 
   return _launch(
     cfg,
@@ -213,6 +237,7 @@ def forward(cfg, u, delta, Bt, Ct, At, D, bias, z, h0t, lengths):
       jax.ShapeDtypeStruct((batch, n_chunks, d_state, d), f32),
     ],
     "selective_scan_fwd",
+    ["out", "h_final", "bounds"],
   )
 
 
@@ -223,9 +248,9 @@ def _barrier(cfg):
   return pltriton.debug_barrier
 
 
-def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_final_t):
-  """Returns du, d_delta, dz (input dtypes; dz only with z), partials dBt, dCt
-  (batch, n_blocks, d_state, L), dAt, dD, d_bias, dh0^T, and the workspace `states`."""
+def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_final_t):
+  """Returns du, d_delta, dz (input dtypes; dz only with z), partials dB, dC
+  (batch, n_blocks, L, d_state), dAt, dD, d_bias, dh0^T, and the workspace `states`."""
   batch, length, d = u.shape
   d_state = At.shape[0]
   T, bd = cfg.chunk, cfg.block_d
@@ -238,8 +263,8 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
   inputs = dict(
     u=u,
     delta=delta,
-    Bt=Bt,
-    Ct=Ct,
+    B=B,
+    C=C,
     At=At,
     D=D,
     bias=bias,
@@ -251,13 +276,13 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
   )
   names = list(inputs)
   f32 = jnp.float32
-  partial_columns = pl.BlockSpec((None, None, d_state, length), lambda b, j: (b, j, 0, 0))
+  partial_rows = pl.BlockSpec((None, None, length, d_state), lambda b, j: (b, j, 0, 0))
   per_batch_channels = pl.BlockSpec((None, 1, bd), lambda b, j: (b, 0, j))
   outputs = dict(
     du=(rows, (batch, length, d), u.dtype),
     ddelta=(rows, (batch, length, d), delta.dtype),
-    dBt=(partial_columns, (batch, n_blocks, d_state, length), f32),
-    dCt=(partial_columns, (batch, n_blocks, d_state, length), f32),
+    dB=(partial_rows, (batch, n_blocks, length, d_state), f32),
+    dC=(partial_rows, (batch, n_blocks, length, d_state), f32),
     dAt=(state, (batch, d_state, d), f32),
     dD=(per_batch_channels, (batch, 1, d), f32),
     dbias=(per_batch_channels, (batch, 1, d), f32),
@@ -271,21 +296,24 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
   if cfg.has_z:
     outputs["dz"] = (rows, (batch, length, d), z.dtype)
   out_names = list(outputs)
+
   barrier = _barrier(cfg)
 
   def kernel(*refs):
     refs = dict(zip(names + out_names, refs))
-    length_b = refs["lengths"][pl.program_id(0)]
+    hoisted = kernels.hoist(refs)
 
     def chunk_body(i, carry):
       c = n_chunks - 1 - i
-      lam, accumulators = carry
       return kernels.backward_chunk(
-        refs, refs["states"], refs["bounds"][c], lam, accumulators, c * T, length_b, barrier, cfg
+        refs, hoisted, refs["states"], refs["bounds"][c], carry, c * T, barrier, cfg
       )
 
     zeros = jnp.zeros((d_state, bd), f32), jnp.zeros((1, bd), f32), jnp.zeros((1, bd), f32)
-    lam, accumulators = jax.lax.fori_loop(0, n_chunks, chunk_body, (refs["g_final"][...], zeros))
+    last = kernels.prefetch(refs, length - 1, kernels.backward_inputs(cfg), hoisted)
+    lam, accumulators, _ = jax.lax.fori_loop(
+      0, n_chunks, chunk_body, (refs["g_final"][...], zeros, last)
+    )
     refs["dh0t"][...] = lam
     for name, value in zip(("dAt", "dD", "dbias"), accumulators):
       refs[name][...] = value
@@ -299,10 +327,11 @@ def backward(cfg, u, delta, Bt, Ct, At, D, bias, z, lengths, bounds, g_out, g_fi
     [outputs[name][0] for name in out_names],
     [jax.ShapeDtypeStruct(shape, dtype) for _, shape, dtype in outputs.values()],
     "selective_scan_bwd",
+    out_names,
   )
   return dict(zip(out_names, results))
 
 
-def bc_gradient(partial_columns, length, d_state):
-  """(batch, n_blocks, d_state_pad, L_pad) float32 partials -> (batch, length, d_state)."""
-  return partial_columns.sum(axis=1)[:, :d_state, :length].transpose(0, 2, 1)
+def bc_gradient(partial_rows, length, d_state):
+  """(batch, n_blocks, L_pad, d_state_pad) float32 partials -> (batch, length, d_state)."""
+  return partial_rows.sum(axis=1)[:, :length, :d_state]

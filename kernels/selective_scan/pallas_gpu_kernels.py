@@ -2,9 +2,15 @@
 sequence of one (batch element, channel block).
 
 Layout inside a program: the state is (d_state, block_d) float32 with channels on the fast
-axis; u, delta, z and the outputs are (time, block_d) rows; B and C arrive transposed as
-(d_state, time), so step t reads a column (on a GPU a column is a strided load, nothing more).
-Refs span the whole padded length; `offset` is where the chunk starts in them.
+axis, so with one warp per 32 channels each thread holds one channel's whole state and the sums
+over d_state stay in its registers; u, delta, z and the outputs are (time, block_d) rows; B and
+C are float32 (time, d_state) rows, so a step's B_t is one contiguous vector that every thread
+reads whole. Refs span the whole padded length; `offset` is where the chunk starts in them.
+
+What the time loops avoid (each costs instructions per step, `gpu_sass.py` counts them): 2-D
+loads inside the loop (A is loaded once: its layout would split d_state across threads and
+every reduction would then need barriers); exp (exp2 with A pre-multiplied by log2 e);
+waiting on a step's loads (the next step's inputs are loaded one step ahead, in the loop carry).
 """
 
 import dataclasses
@@ -15,6 +21,46 @@ from jax.experimental import pallas as pl
 
 from kernels.selective_scan import pallas_common
 
+LOG2E = 1.4426950408889634
+
+
+@dataclasses.dataclass
+class Hoisted:
+  """What a program loads once, before its time loops: per-channel parameters and its length."""
+
+  A2: jax.Array  # (d_state, block_d) A log2(e)
+  D: jax.Array  # (1, block_d)
+  bias: jax.Array  # (1, block_d)
+  length: jax.Array  # () int32, this batch element's length
+  end: int  # the padded length: the last step's prefetch is clamped to it
+
+
+def hoist(refs):
+  return Hoisted(
+    A2=refs["At"][...] * LOG2E,
+    D=refs["D"][...],
+    bias=refs["bias"][...],
+    length=refs["lengths"][pl.program_id(0)],
+    end=refs["u"].shape[0],
+  )
+
+
+def prefetch(refs, index, names, hoisted):
+  """The raw per-step inputs `names` at step `index` (clamped into the sequence): rows in their
+  stored dtype, B and C float32 broadcast to (d_state, block_d). Issued a step early, carried.
+
+  B_t broadcast before it is carried keeps the load in the layout its use needs (every thread
+  its own copy of the vector, one 16-byte load per 4 values); carried as a vector, Triton loads
+  it spread over the threads and redistributes it through shared memory each step."""
+  index = jnp.clip(index, 0, hoisted.end - 1)
+  width = (hoisted.A2.shape[0], refs["u"].shape[1])
+  return {
+    name: jnp.broadcast_to(refs[name][index, :][:, None], width)
+    if name in ("B", "C")
+    else refs[name][pl.ds(index, 1), :]
+    for name in names
+  }
+
 
 @dataclasses.dataclass
 class StepInputs:
@@ -24,94 +70,117 @@ class StepInputs:
   raw: jax.Array  # (1, block_d) delta + bias, before softplus
   dt: jax.Array  # (1, block_d) step size, 0 where masked
   valid: jax.Array  # () bool
-  b: jax.Array  # (d_state, 1)
-  c: jax.Array  # (d_state, 1)
+  b: jax.Array  # (d_state, block_d), B_t broadcast over channels
+  c: jax.Array  # (d_state, block_d)
   decay: jax.Array  # (d_state, block_d) exp(dt A)
 
 
-def load_step(refs, index, length, cfg):
+def step_inputs(raw_inputs, hoisted, index, cfg):
   f32 = jnp.float32
-  row = pl.ds(index, 1)
-  u = refs["u"][row, :].astype(f32)
-  raw = refs["delta"][row, :].astype(f32) + refs["bias"][...]
-  valid = index < length
+  u = raw_inputs["u"].astype(f32)
+  raw = raw_inputs["delta"].astype(f32) + hoisted.bias
+  valid = index < hoisted.length
   dt = pallas_common.step_size(raw, valid, cfg)
-  b = refs["Bt"][:, row].astype(f32)
-  c = refs["Ct"][:, row].astype(f32)
-  return StepInputs(u=u, raw=raw, dt=dt, valid=valid, b=b, c=c, decay=jnp.exp(dt * refs["At"][...]))
+  return StepInputs(
+    u=u,
+    raw=raw,
+    dt=dt,
+    valid=valid,
+    b=raw_inputs["B"],
+    c=raw_inputs["C"],
+    decay=jnp.exp2(dt * hoisted.A2),
+  )
 
 
-def output_before_gate(step, h, refs):
-  """y0 = <C_t, h_t> + D u_t, shape (1, block_d)."""
-  return jnp.sum(step.c * h, axis=0, keepdims=True) + refs["D"][...] * step.u
+def forward_inputs(cfg):
+  return ("u", "delta", "B", "C") + (("z",) if cfg.has_z else ())
 
 
-def forward_chunk(refs, h, offset, length, cfg):
-  """Runs one chunk of the recurrence from state h; writes the outputs; returns the new state."""
+def forward_chunk(refs, hoisted, h, inputs, offset, cfg):
+  """Runs one chunk of the recurrence from state h, with `inputs` its first step's prefetched
+  inputs; writes the outputs; returns the new state and the next chunk's first inputs."""
+  names = forward_inputs(cfg)
 
-  def body(t, h):
-    step = load_step(refs, offset + t, length, cfg)
+  def body(t, carry):
+    h, current = carry
+    index = offset + t
+    upcoming = prefetch(refs, index + 1, names, hoisted)
+    step = step_inputs(current, hoisted, index, cfg)
     h = step.decay * h + (step.dt * step.u) * step.b
-    y = output_before_gate(step, h, refs)
+    y = jnp.sum(step.c * h, axis=0, keepdims=True) + hoisted.D * step.u
     if cfg.has_z:
-      y = y * jax.nn.silu(refs["z"][pl.ds(offset + t, 1), :].astype(jnp.float32))
+      y = y * jax.nn.silu(current["z"].astype(jnp.float32))
     y = jnp.where(step.valid, y, 0.0)
-    refs["out"][pl.ds(offset + t, 1), :] = y.astype(refs["out"].dtype)
-    return h
+    refs["out"][pl.ds(index, 1), :] = y.astype(refs["out"].dtype)
+    return h, upcoming
 
-  return jax.lax.fori_loop(0, cfg.chunk, body, h)
+  return jax.lax.fori_loop(0, cfg.chunk, body, (h, inputs))
 
 
-def backward_chunk(refs, states_ref, h_start, lam, accumulators, offset, length, barrier, cfg):
+def backward_inputs(cfg):
+  return forward_inputs(cfg) + ("g_out",)
+
+
+def backward_chunk(refs, hoisted, states_ref, h_start, carry, offset, barrier, cfg):
   """Reverse pass over one chunk.
 
   Recomputes the chunk's states from its boundary state h_start into the program's workspace
-  `states_ref` (chunk, d_state, block_d), then runs the adjoint recurrence backwards. `lam`
-  enters as a_{t+1} lambda_{t+1} from the chunk after this one and leaves as a_0 lambda_0 of
-  this chunk. `accumulators` = (dA^T, dD, d_bias) partial sums over this program's steps.
-  Writes du, d_delta, dz (in their input dtypes) and the columns of this program's dB^T, dC^T.
+  `states_ref` (chunk, d_state, block_d), then runs the adjoint recurrence backwards, carrying
+  h_t and reading each h_{t-1} once. `carry` = (lam, accumulators, inputs): lam enters as
+  a_{t+1} lambda_{t+1} from the chunk after this one and leaves as a_0 lambda_0 of this chunk;
+  accumulators = (dA^T, dD, d_bias) partial sums over this program's steps; inputs are the
+  prefetched inputs of this chunk's last step, and leave as the previous chunk's. Writes du,
+  d_delta, dz (in their input dtypes) and this program's rows of dB and dC.
 
-  The workspace is written by some threads of the program and read by others: `barrier()`
-  (a CTA barrier on the GPU) orders the recompute's stores before the reverse loop's loads, and
-  those loads before the next chunk's stores.
+  The workspace is written and read by the threads of a program in layouts Triton chooses:
+  `barrier()` (a CTA barrier on the GPU, outside the time loops) orders the recompute's stores
+  before the reverse loop's loads, and those loads before the next chunk's stores.
   """
   f32 = jnp.float32
+  names = forward_inputs(cfg)
+  lam, accumulators, last_inputs = carry
 
-  def recompute(t, h):
-    step = load_step(refs, offset + t, length, cfg)
+  def recompute(t, carry):
+    h, current = carry
+    upcoming = prefetch(refs, offset + t + 1, names, hoisted)
+    step = step_inputs(current, hoisted, offset + t, cfg)
     h = step.decay * h + (step.dt * step.u) * step.b
     states_ref[t] = h
-    return h
+    return h, upcoming
 
-  jax.lax.fori_loop(0, cfg.chunk, recompute, h_start)
+  first = prefetch(refs, offset, names, hoisted)
+  h_last, _ = jax.lax.fori_loop(0, cfg.chunk, recompute, (h_start, first))
   barrier()
 
   def body(i, carry):
-    lam, (dA, dD, dbias) = carry
+    h, lam, (dA, dD, dbias), current = carry
     t = cfg.chunk - 1 - i
-    row = pl.ds(offset + t, 1)
-    step = load_step(refs, offset + t, length, cfg)
-    h = states_ref[t]
+    index = offset + t
+    upcoming = prefetch(refs, index - 1, backward_inputs(cfg), hoisted)
     h_prev = jnp.where(t > 0, states_ref[jnp.maximum(t - 1, 0)], h_start)
-    g = refs["g_out"][row, :].astype(f32)
+    row = pl.ds(index, 1)
+    step = step_inputs(current, hoisted, index, cfg)
+    g = current["g_out"].astype(f32)
     if cfg.has_z:
-      y0 = output_before_gate(step, h, refs)
-      g, dz = pallas_common.gate_and_grad(refs["z"][row, :].astype(f32), y0, g)
+      y0 = jnp.sum(step.c * h, axis=0, keepdims=True) + hoisted.D * step.u
+      g, dz = pallas_common.gate_and_grad(current["z"].astype(f32), y0, g)
       refs["dz"][row, :] = jnp.where(step.valid, dz, 0.0).astype(refs["dz"].dtype)
     gy = jnp.where(step.valid, g, 0.0)
     dD = dD + gy * step.u
     lam = lam + step.c * gy  # lambda_t = gy_t C_t + a_{t+1} lambda_{t+1}
-    refs["dCt"][:, row] = jnp.sum(h * gy, axis=1, keepdims=True)
+    refs["dC"][index, :] = jnp.sum(h * gy, axis=1)
     decay_grad = lam * h_prev * step.decay
     lam_b = jnp.sum(lam * step.b, axis=0, keepdims=True)
-    d_dt = jnp.sum(decay_grad * refs["At"][...], axis=0, keepdims=True) + lam_b * step.u
+    d_dt = jnp.sum(decay_grad * hoisted.A2, axis=0, keepdims=True) / LOG2E + lam_b * step.u
     dA = dA + decay_grad * step.dt
-    refs["du"][row, :] = (gy * refs["D"][...] + lam_b * step.dt).astype(refs["du"].dtype)
-    refs["dBt"][:, row] = jnp.sum(lam * (step.dt * step.u), axis=1, keepdims=True)
+    refs["du"][row, :] = (gy * hoisted.D + lam_b * step.dt).astype(refs["du"].dtype)
+    refs["dB"][index, :] = jnp.sum(lam * (step.dt * step.u), axis=1)
     d_raw = jnp.where(step.valid, d_dt * pallas_common.step_size_grad(step.raw, cfg), 0.0)
     refs["ddelta"][row, :] = d_raw.astype(refs["ddelta"].dtype)
-    return lam * step.decay, (dA, dD, dbias + d_raw)
+    return h_prev, lam * step.decay, (dA, dD, dbias + d_raw), upcoming
 
-  result = jax.lax.fori_loop(0, cfg.chunk, body, (lam, accumulators))
+  _, lam, accumulators, previous = jax.lax.fori_loop(
+    0, cfg.chunk, body, (h_last, lam, accumulators, last_inputs)
+  )
   barrier()
-  return result
+  return lam, accumulators, previous

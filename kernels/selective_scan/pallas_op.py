@@ -120,6 +120,8 @@ def selective_scan_pallas(
   )
   lengths = jnp.full((batch,), length, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
   A = A.astype(f32)
+  if backend == "gpu":  # a step's B and C load as float32 rows, with no conversion in the loop
+    B, C = B.astype(f32), C.astype(f32)
 
   outs, states = [], []
   for g in range(groups):
@@ -154,22 +156,19 @@ def _pad_to(x, shape):
 
 
 def _layout(cfg, u, delta, A, B, C, D, z, bias, lengths):
-  """Pads the inputs into the kernel layout: B/C as (batch, L, d_state) rows for the TPU
-  variant, transposed to (batch, d_state_pad, L) for the GPU one."""
+  """Pads the inputs into the kernel layout: B/C as (batch, L, d_state) rows (d_state padded to
+  a power of two for the GPU variant)."""
   batch, length, d = u.shape
   module = BACKENDS[cfg.backend]
   L_pad, d_pad = _round_up(length, cfg.chunk), _round_up(d, cfg.block_d)
   n_pad = module.padded_state_size(A.shape[1])
   rows = lambda x: None if x is None else _pad_to(x, (batch, L_pad, d_pad))
   bc_rows = lambda x: _pad_to(x, (batch, L_pad, n_pad))
-  if cfg.backend == "tpu":
-    bc = dict(B=bc_rows(B), C=bc_rows(C))
-  else:
-    bc = dict(Bt=bc_rows(B).transpose(0, 2, 1), Ct=bc_rows(C).transpose(0, 2, 1))
   return dict(
     u=rows(u),
     delta=rows(delta),
-    **bc,
+    B=bc_rows(B),
+    C=bc_rows(C),
     At=_pad_to(A.T, (n_pad, d_pad)),
     D=_pad_to(D[None], (1, d_pad)),
     bias=_pad_to(bias[None], (1, d_pad)),
@@ -220,9 +219,10 @@ def _scan_bwd(cfg, residuals, cotangents):
   per_channel = lambda name: grads[name].sum(axis=(0, 1))[:d]
   dz = rows("dz") if cfg.has_z else None
   dA = grads["dAt"].sum(axis=0)[:d_state, :d].T
-  B, C = (arrays["B"], arrays["C"]) if cfg.backend == "tpu" else (arrays["Bt"], arrays["Ct"])
-  dB = module.bc_gradient(grads["dBt"], length, d_state).astype(B.dtype)
-  dC = module.bc_gradient(grads["dCt"], length, d_state).astype(C.dtype)
+  B, C = arrays["B"], arrays["C"]
+  bc_names = ("dBt", "dCt") if cfg.backend == "tpu" else ("dB", "dC")
+  dB = module.bc_gradient(grads[bc_names[0]], length, d_state).astype(B.dtype)
+  dC = module.bc_gradient(grads[bc_names[1]], length, d_state).astype(C.dtype)
   dh0 = grads["dh0t"][:, :d_state, :d].transpose(0, 2, 1)
   return (
     rows("du"),

@@ -82,6 +82,31 @@ CASES = {
 }
 
 
+# Production-scale problems for the hardware self-check (`check.py` adds them on a GPU or TPU;
+# far too slow interpreted on a CPU): the launch table's own settings over several channel
+# blocks and several chunks, with lengths and an initial state. On a GPU (132 SMs) the table
+# gives 2x300x1536 block_d 16 (96 blocks, 5 chunks of 64), 8x200x1536 block_d 32 (48 blocks,
+# 4 chunks) and 4x130x5120 block_d 64 at 2 warps (80 blocks, 3 chunks); the backward's
+# workspace is reused by every chunk. Checked in float32 and bfloat16 like the rest of the grid.
+PRODUCTION_CASES = {
+  "production_2x300x1536x16": Case(
+    batch=2, length=300, d_inner=1536, d_state=16, lengths=(300, 217)
+  ),
+  "production_8x200x1536x16": Case(
+    batch=8, length=200, d_inner=1536, d_state=16, lengths=(200, 199, 64, 65, 1, 0, 130, 200)
+  ),
+  "production_4x130x5120x16": Case(
+    batch=4, length=130, d_inner=5120, d_state=16, lengths=(130, 100, 64, 129)
+  ),
+}
+ALL_CASES = CASES | PRODUCTION_CASES
+
+
+def default_cases(platform):
+  """The self-check's grid: CASES, and PRODUCTION_CASES too on an accelerator."""
+  return ALL_CASES if platform in ("gpu", "tpu") else CASES
+
+
 def run(case, args, implementation, options=None):
   """The op on a case's arguments: (out, final state)."""
   lengths = None if case.lengths is None else jnp.asarray(case.lengths, jnp.int32)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernels.selective_scan import api, bench, check
+from kernels.selective_scan import api, bench, check, testing
 
 TINY = ["--cases=minimal_d_state_1", "--repeats=1"]
 
@@ -140,3 +140,4 @@ def test_timing_shapes_are_cpu_sized_by_default_and_full_on_request():
   assert check.default_preset(True, False, "gpu") == "small"
   kwargs, _ = check.parse_args(["--full"])
   assert kwargs["shapes"] == [bench.parse_shape(s) for s in bench.PRESETS["full"]]
+  assert list(kwargs["cases"]) == list(testing.ALL_CASES)  # the production-scale cases too

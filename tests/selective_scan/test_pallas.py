@@ -131,8 +131,8 @@ def test_gpu_launch_table_and_overrides():
   settings = pallas_gpu.launch_settings(8, 2048, 1536, 16)
   assert (settings.block_d, settings.num_warps, settings.num_stages, settings.chunk) == (
     32,
-    2,
-    2,
+    1,
+    1,
     64,
   )
   assert pallas_gpu.launch_settings(8, 2048, 5120, 16).block_d == 64
@@ -256,6 +256,15 @@ def test_forward_and_backward_lower_for_the_accelerator(backend, platform, dtype
     )(*_scan_args(dtype))
   module = exported.mlir_module()
   assert module.count("selective_scan_fwd") >= 1 and module.count("selective_scan_bwd") >= 1
+
+
+def test_gpu_kernel_refuses_arrays_past_int32_offsets():
+  """2**31 elements of u would wrap the kernel's int32 offsets; one fewer batch row does not."""
+  args = _scan_args(jnp.bfloat16, b=1, l=2**21, d=1024)
+  grad = _gradient_of_scan("gpu", interpret=True)
+  with pytest.raises(ValueError, match=r"u \(1, 2097152, 1024\) has 2147483648 elements"):
+    jax.eval_shape(grad, *args)
+  jax.eval_shape(grad, *_scan_args(jnp.bfloat16, b=1, l=2**21 - 64, d=1024))
 
 
 def test_unknown_backend_is_refused():
