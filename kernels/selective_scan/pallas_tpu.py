@@ -118,6 +118,15 @@ def _scratch(cfg, d_state, names_and_kinds):
   return {name: (shapes[kind], jnp.float32) for name, kind in names_and_kinds}
 
 
+def _partial_sums(cfg, d_state, names):
+  """Scratch for the sums over d_state the kernels defer (`kernels.deferred_sums`): 8 partial
+  sums per step and channel, (block_d / 128, chunk * 8, 128) float32 each."""
+  if not kernels.deferred_sums(d_state, cfg.block_d):
+    return {}
+  shape = (cfg.block_d // LANES, cfg.chunk * SUBLANES, LANES)
+  return {name: (shape, jnp.float32) for name in names}
+
+
 def _specs(cfg, n_chunks, d_state, reverse):
   """BlockSpecs of the inputs both kernels read, keyed by name."""
   T, bd = cfg.chunk, cfg.block_d
@@ -207,6 +216,7 @@ def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
     bounds=(specs["bounds"], (batch, n_chunks, d_state, d), f32),
   )
   scratch = _scratch(cfg, d_state, [("h", "carry")] + [(n, "row") for n in kernels.ROW_SCRATCH])
+  scratch |= _partial_sums(cfg, d_state, ("p",))
   names = list(inputs) + list(outputs) + list(scratch)
 
   def kernel(*refs):
@@ -275,7 +285,7 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
     [("lam", "carry")]
     + [(n, "row") for n in row_names]
     + [(n, "state") for n in kernels.STATE_SCRATCH],
-  )
+  ) | _partial_sums(cfg, d_state, ("p", "p2"))
   names = list(inputs) + list(outputs) + list(scratch)
   partials = ("dAt", "dD", "dbias")
 

@@ -28,6 +28,7 @@ from jax.experimental import pallas as pl
 from kernels.selective_scan import pallas_common
 
 F32 = jnp.float32
+SUBLANES, LANES = 8, 128
 ROW_SCRATCH = ("dt", "dtu", "y")  # (chunk, block_d) float32
 BACKWARD_ROW_SCRATCH = ("gy", "lam_b", "ddt")  # (chunk, block_d) float32, backward only
 STATE_SCRATCH = ("decay", "states")  # (chunk, d_state, block_d) float32, backward only
@@ -120,21 +121,58 @@ def outputs_before_gate(refs, s, u, ct, cfg):
   return s["y"][...] + refs["D"][...] * u
 
 
+def deferred_sums(d_state, block_d):
+  """Whether the kernels defer their sums over d_state (C_t h_t in the forward; the d(dt) and
+  B.lambda rows in the backward) out of the step (`_partial_sum`): the state must fill whole
+  (8, 128) vectors."""
+  return d_state % SUBLANES == 0 and block_d % LANES == 0
+
+
+def _partial_sum(ref, p, t):
+  """Stores p (d_state, block_d) summed over its (8, block_d) slices: 8 partial sums per
+  channel, as rows 8t..8t+7 of a (block_d / 128, chunk * 8, 128) scratch (`_deferred_sum`
+  finishes them)."""
+  p8 = p[:SUBLANES]
+  for i in range(1, p.shape[0] // SUBLANES):
+    p8 = p8 + p[SUBLANES * i : SUBLANES * (i + 1)]
+  for k in range(ref.shape[0]):
+    ref[k, pl.ds(t * SUBLANES, SUBLANES), :] = p8[:, k * LANES : (k + 1) * LANES]
+
+
+def _deferred_sum(ref, T):
+  """y (chunk, block_d) from the partial sums: the 8 rows of step t are read with a sublane
+  stride of 8 (rows r, r + 8, ... hold partial r of each step) and added, whole vectors at a
+  time, instead of a sublane reduction (rotates and adds) inside every step."""
+  # (interpret mode discharges a strided load only when every index is a slice)
+  rows = lambda k, r: ref[pl.ds(k, 1), pl.ds(r, T, stride=SUBLANES), :][0]
+  tiles = []
+  for k in range(ref.shape[0]):
+    y = rows(k, 0)
+    for r in range(1, SUBLANES):
+      y = y + rows(k, r)
+    tiles.append(y)
+  return jnp.concatenate(tiles, axis=1)
+
+
 def forward_chunk(refs, s, h, t0, length, cfg):
   """Runs one chunk from state h, stores its outputs; returns the state after the chunk. The
-  step is fused (decay, input, update, output row): nothing of size d_state x block_d is
-  stored."""
+  step is fused (decay, input, update, output): nothing of size d_state x block_d is stored."""
   u, _, valid = stage(refs, s, t0, length, cfg)
   bt, ct = bc_tiles(refs)
   A2 = refs["At"][...] * LOG2_E
+  deferred = deferred_sums(*A2.shape)
 
   def step(t, h):
     h = _decay(s, A2, t) * h + _input(s, bt, t)
-    s["y"][pl.ds(t, 1), :] = jnp.sum(_column(ct, t) * h, axis=0, keepdims=True)
+    if deferred:
+      _partial_sum(s["p"], _column(ct, t) * h, t)
+    else:
+      s["y"][pl.ds(t, 1), :] = jnp.sum(_column(ct, t) * h, axis=0, keepdims=True)
     return h
 
   h = for_each_step(cfg, step, h)
-  y = s["y"][...] + refs["D"][...] * u
+  y = _deferred_sum(s["p"], cfg.chunk) if deferred else s["y"][...]
+  y = y + refs["D"][...] * u
   if cfg.has_z:
     y = y * jax.nn.silu(refs["z"][...].astype(F32))
   refs["out"][...] = jnp.where(valid, y, 0.0).astype(refs["out"].dtype)
@@ -163,6 +201,7 @@ def backward_chunk(refs, s, h_start, lam, t0, length, cfg):
 
   A = refs["At"][...]
   d_state = A.shape[0]
+  deferred = deferred_sums(*A.shape)
   lanes = jax.lax.broadcasted_iota(jnp.int32, (d_state, T), 1)
 
   def adjoint(t, carry):
@@ -172,8 +211,12 @@ def backward_chunk(refs, s, h_start, lam, t0, length, cfg):
     dCt = jnp.where(lanes == t, jnp.sum(h_t * gy_t, axis=1, keepdims=True), dCt)
     decay_grad = lam * _previous_state(s, t, h_start) * a_t
     dA = dA + decay_grad * _row(s["dt"], t)
-    s["ddt"][pl.ds(t, 1), :] = jnp.sum(decay_grad * A, axis=0, keepdims=True)
-    s["lam_b"][pl.ds(t, 1), :] = jnp.sum(lam * _column(bt, t), axis=0, keepdims=True)
+    if deferred:
+      _partial_sum(s["p"], decay_grad * A, t)
+      _partial_sum(s["p2"], lam * _column(bt, t), t)
+    else:
+      s["ddt"][pl.ds(t, 1), :] = jnp.sum(decay_grad * A, axis=0, keepdims=True)
+      s["lam_b"][pl.ds(t, 1), :] = jnp.sum(lam * _column(bt, t), axis=0, keepdims=True)
     dBt = jnp.where(lanes == t, jnp.sum(lam * _row(s["dtu"], t), axis=1, keepdims=True), dBt)
     return lam * a_t, dA, dBt, dCt
 
@@ -181,6 +224,9 @@ def backward_chunk(refs, s, h_start, lam, t0, length, cfg):
   lam, dA, dBt, dCt = for_each_step(
     cfg, adjoint, (lam, jnp.zeros_like(A), zeros, zeros), reverse=True
   )
+  if deferred:
+    s["ddt"][...] = _deferred_sum(s["p"], T)
+    s["lam_b"][...] = _deferred_sum(s["p2"], T)
   lam_b = s["lam_b"][...]
   refs["du"][...] = (gy * refs["D"][...] + lam_b * s["dt"][...]).astype(refs["du"].dtype)
   d_raw = (s["ddt"][...] + lam_b * u) * pallas_common.step_size_grad(raw, cfg)
