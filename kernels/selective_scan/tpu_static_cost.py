@@ -17,11 +17,13 @@ file does not count, so for `xla` this reports XLA's cost analysis and the HBM b
 (`python -m kernels.selective_scan.bench --aot=v5e` prints the same).
 """
 
+import atexit
 import dataclasses
 import functools
 import importlib.util
 import os
 import pathlib
+import shutil
 import tempfile
 import time
 
@@ -179,6 +181,7 @@ def start_dumping():
     if device.cache_info().currsize:
       raise RuntimeError("libtpu already started without the schedule dump; call this first")
     _dump_dir = tempfile.mkdtemp(prefix="tpu_schedule_")
+    atexit.register(shutil.rmtree, _dump_dir, ignore_errors=True)
     flags = f"--xla_jf_dump_to={_dump_dir} --xla_jf_dump_llo_text=true"
     os.environ["LIBTPU_INIT_ARGS"] = (os.environ.get("LIBTPU_INIT_ARGS", "") + " " + flags).strip()
   return _dump_dir
