@@ -12,6 +12,8 @@ CPU) are left out rather than timed in interpret mode. Examples:
   python -m kernels.selective_scan.bench --preset=small        # a quick look (the demo)
   python -m kernels.selective_scan.bench --shapes=8x2048x1536x16 --dtypes=bfloat16
   python -m kernels.selective_scan.bench --sass   # SASS per time step, no GPU needed
+  python -m kernels.selective_scan.bench --aot=v5e,v6e --shapes=8x2048x1536x16 --dtypes=bfloat16
+(--aot: no timing; the TPU compiler's static schedule on this host, see `tpu_static_cost`.)
 """
 
 import statistics
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from kernels.selective_scan import api, gpu_sass
+from kernels.selective_scan import api, gpu_sass, tpu_static_cost
 from kernels.selective_scan.options import PallasOptions, XlaOptions
 
 PRESETS = {
@@ -45,6 +47,7 @@ flags.DEFINE_list(
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median reported).")
 flags.DEFINE_integer("chunk_size", 0, "Chunk size for xla/pallas; 0 uses each default.")
 flags.DEFINE_bool("sass", False, "Print the GPU kernels' SASS per time step (gpu_sass.py); no run.")
+flags.DEFINE_list("aot", [], "TPU chips (v5e, v6e): print static estimates instead of timing.")
 
 
 def available_implementations(platform):
@@ -212,9 +215,12 @@ def main(argv):
   if _FLAGS.sass:  # compiled from the exported Triton IR, on any machine
     print("\n".join(gpu_sass.report()))
     return
+  shapes = [parse_shape(s) for s in (_FLAGS.shapes or PRESETS[_FLAGS.preset])]
+  if _FLAGS.aot:
+    print(tpu_static_cost.report(_FLAGS.aot, shapes, _FLAGS.dtypes))
+    return
   platform = jax.default_backend()
   names = _FLAGS.implementations or available_implementations(platform)
-  shapes = [parse_shape(s) for s in (_FLAGS.shapes or PRESETS[_FLAGS.preset])]
   bound = copy_bandwidth()
   device = jax.devices()[0]
   print(

@@ -112,11 +112,19 @@ def _scratch(cfg, d_state, names_and_kinds):
   T, bd = cfg.chunk, cfg.block_d
   shapes = {
     "row": (T, bd),
-    "column": (T, d_state),
     "state": (T, d_state, bd),
     "carry": (d_state, bd),
   }
   return {name: (shapes[kind], jnp.float32) for name, kind in names_and_kinds}
+
+
+def _partial_sums(cfg, d_state, names):
+  """Scratch for the sums over d_state the kernels defer (`kernels.deferred_sums`): 8 partial
+  sums per step and channel, (block_d / 128, chunk * 8, 128) float32 each."""
+  if not kernels.deferred_sums(d_state, cfg.block_d):
+    return {}
+  shape = (cfg.block_d // LANES, cfg.chunk * SUBLANES, LANES)
+  return {name: (shape, jnp.float32) for name in names}
 
 
 def _specs(cfg, n_chunks, d_state, reverse):
@@ -124,14 +132,14 @@ def _specs(cfg, n_chunks, d_state, reverse):
   T, bd = cfg.chunk, cfg.block_d
   chunk_of = (lambda c: n_chunks - 1 - c) if reverse else (lambda c: c)
   rows = pl.BlockSpec((None, T, bd), lambda b, j, c: (b, chunk_of(c), j))
-  bc_rows = pl.BlockSpec((None, T, d_state), lambda b, j, c: (b, chunk_of(c), 0))
+  bc_tiles = pl.BlockSpec((None, None, d_state, T), lambda b, j, c: (b, chunk_of(c), 0, 0))
   channels = pl.BlockSpec((1, bd), lambda b, j, c: (0, j))
   state = pl.BlockSpec((None, d_state, bd), lambda b, j, c: (b, 0, j))
   specs = dict(
     u=rows,
     delta=rows,
-    B=bc_rows,
-    C=bc_rows,
+    B=bc_tiles,
+    C=bc_tiles,
     At=pl.BlockSpec((d_state, bd), lambda b, j, c: (0, j)),
     D=channels,
     bias=channels,
@@ -141,7 +149,7 @@ def _specs(cfg, n_chunks, d_state, reverse):
     h0t=state,
     g_final=state,
     bounds=pl.BlockSpec((None, None, d_state, bd), lambda b, j, c: (b, chunk_of(c), 0, j)),
-    bc_tiles=pl.BlockSpec(
+    bc_grads=pl.BlockSpec(
       (None, None, None, d_state, T), lambda b, j, c: (b, j, chunk_of(c), 0, 0)
     ),
     per_batch_channels=pl.BlockSpec((None, 1, bd), lambda b, j, c: (b, 0, j)),
@@ -175,6 +183,14 @@ def _call(cfg, kernel, grid, specs, inputs, outputs, scratch, name):
   )(*inputs.values())
 
 
+def chunk_tiles(x, chunk):
+  """(batch, L, d_state) rows -> (batch, L / chunk, d_state, chunk): each chunk's B^T (or C^T),
+  so that a step's B_t is a column of a tile, no relayout in the kernel. B and C are small: the
+  transpose is XLA's, outside the kernel."""
+  batch, length, n = x.shape
+  return x.reshape(batch, length // chunk, chunk, n).transpose(0, 1, 3, 2)
+
+
 def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
   """Returns out (batch, L, d) in u.dtype, final state^T and chunk-start states^T (float32)."""
   batch, length, d = u.shape
@@ -184,8 +200,8 @@ def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
   inputs = dict(
     u=u,
     delta=delta,
-    B=B,
-    C=C,
+    B=chunk_tiles(B, cfg.chunk),
+    C=chunk_tiles(C, cfg.chunk),
     At=At,
     D=D,
     bias=bias,
@@ -199,14 +215,8 @@ def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
     h_final=(specs["h0t"], (batch, d_state, d), f32),
     bounds=(specs["bounds"], (batch, n_chunks, d_state, d), f32),
   )
-  scratch = _scratch(
-    cfg,
-    d_state,
-    [("h", "carry")]
-    + [(n, "row") for n in kernels.ROW_SCRATCH]
-    + [(n, "column") for n in kernels.COLUMN_SCRATCH]
-    + [(n, "state") for n in kernels.STATE_SCRATCH],
-  )
+  scratch = _scratch(cfg, d_state, [("h", "carry")] + [(n, "row") for n in kernels.ROW_SCRATCH])
+  scratch |= _partial_sums(cfg, d_state, ("p",))
   names = list(inputs) + list(outputs) + list(scratch)
 
   def kernel(*refs):
@@ -243,8 +253,8 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
   inputs = dict(
     u=u,
     delta=delta,
-    B=B,
-    C=C,
+    B=chunk_tiles(B, cfg.chunk),
+    C=chunk_tiles(C, cfg.chunk),
     At=At,
     D=D,
     bias=bias,
@@ -259,8 +269,8 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
   outputs = dict(
     du=(specs["u"], u.shape, u.dtype),
     ddelta=(specs["u"], u.shape, delta.dtype),
-    dBt=(specs["bc_tiles"], tiles, f32),
-    dCt=(specs["bc_tiles"], tiles, f32),
+    dBt=(specs["bc_grads"], tiles, f32),
+    dCt=(specs["bc_grads"], tiles, f32),
     dAt=(specs["h0t"], (batch, d_state, d), f32),
     dD=(specs["per_batch_channels"], (batch, 1, d), f32),
     dbias=(specs["per_batch_channels"], (batch, 1, d), f32),
@@ -274,9 +284,8 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
     d_state,
     [("lam", "carry")]
     + [(n, "row") for n in row_names]
-    + [(n, "column") for n in kernels.COLUMN_SCRATCH]
     + [(n, "state") for n in kernels.STATE_SCRATCH],
-  )
+  ) | _partial_sums(cfg, d_state, ("p", "p2"))
   names = list(inputs) + list(outputs) + list(scratch)
   partials = ("dAt", "dD", "dbias")
 

@@ -2,23 +2,23 @@
 channel block) per grid step.
 
 Layout inside a grid step: the state is (d_state, block_d) float32, channels on lanes; u, delta,
-z, the outputs and their cotangents are (chunk, block_d) rows; B and C are (chunk, d_state)
-rows, the layout they have in HBM. Each chunk goes through the same phases:
+z, the outputs and their cotangents are (chunk, block_d) rows; B and C are (d_state, chunk) tiles
+(B^T, C^T of the chunk, transposed outside the kernel), so a step's B_t is a static lane slice.
+Each chunk:
 
 1. stage: the chunk's inputs are read once, cast to float32 and the step size (bias, softplus,
-   length mask) computed for the whole chunk at once, into VMEM scratch;
-2. discretise: exp(dt A) and dt u B for every step of the chunk, into (chunk, d_state, block_d)
-   scratch; none of this waits on the state, so it pipelines freely;
-3. recur: h_t = a_t h_{t-1} + x_t, the only dependent chain, two vector ops per step;
-4. outputs from the stored states (y_t = <C_t, h_t>), then the D skip, gate and mask for the
-   whole chunk, cast and stored once.
+   length mask) and dt u computed for the whole chunk at once, into VMEM scratch;
+2. forward: one fused step per time step, h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t and the
+   output row <C_t, h_t>; nothing of size (d_state, block_d) goes to VMEM (storing the decays
+   and inputs first made the forward bound by the one vector-store slot);
+3. backward: the same step recomputes the states, keeping exp(dt A) and h_t in
+   (chunk, d_state, block_d) scratch for the reverse (adjoint) loop;
+4. the D skip, gate and mask for the whole chunk, cast and stored once.
 
 Every time loop of the compiled kernel is a Python loop: unrolled, with static indices, so no
 index is dynamic on any axis and Mosaic sees straight-line code to schedule (`for_each_step`;
-interpret mode runs the same step bodies in a rolled loop). A step's B_t (or C_t) is the row B[t] of
-the staged float32 scratch, reshaped to a (d_state, 1) column (the pattern of axlearn's Mamba
-kernel). Gradients of B and C come out as (d_state, chunk) tiles assembled in registers with a
-select per step and stored once per chunk.
+interpret mode runs the same step bodies in a rolled loop). Gradients of B and C come out as
+(d_state, chunk) tiles assembled in registers with a select per step and stored once per chunk.
 """
 
 import jax
@@ -28,10 +28,10 @@ from jax.experimental import pallas as pl
 from kernels.selective_scan import pallas_common
 
 F32 = jnp.float32
+SUBLANES, LANES = 8, 128
 ROW_SCRATCH = ("dt", "dtu", "y")  # (chunk, block_d) float32
 BACKWARD_ROW_SCRATCH = ("gy", "lam_b", "ddt")  # (chunk, block_d) float32, backward only
-COLUMN_SCRATCH = ("b", "c")  # (chunk, d_state) float32
-STATE_SCRATCH = ("decay", "states")  # (chunk, d_state, block_d) float32
+STATE_SCRATCH = ("decay", "states")  # (chunk, d_state, block_d) float32, backward only
 
 
 def _row(ref, t):
@@ -58,9 +58,12 @@ def _previous_state(s, t, h_start):
   return jnp.where(t > 0, s["states"][jnp.maximum(t - 1, 0)], h_start)
 
 
-def _column(ref, t):
-  """Row t of a (chunk, d_state) float32 scratch as a (d_state, 1) column."""
-  return jnp.expand_dims(ref[t], axis=-1)
+def _column(tile, t):
+  """Column t of a (d_state, chunk) float32 tile, (d_state, 1): a static lane slice in the
+  compiled kernel."""
+  if isinstance(t, int):
+    return tile[:, t : t + 1]
+  return jax.lax.dynamic_slice_in_dim(tile, t, 1, axis=1)
 
 
 def stage(refs, s, t0, length, cfg):
@@ -72,45 +75,104 @@ def stage(refs, s, t0, length, cfg):
   dt = pallas_common.step_size(raw, valid, cfg)
   s["dt"][...] = dt
   s["dtu"][...] = dt * u
-  s["b"][...] = refs["B"][...].astype(F32)
-  s["c"][...] = refs["C"][...].astype(F32)
   return u, raw, valid
 
 
-def recompute_states(refs, s, h, cfg):
-  """Phases 2 and 3: fills s["decay"][t] = exp(dt_t A) and s["states"][t] = h_t; returns h_T."""
-  A = refs["At"][...]
+def bc_tiles(refs):
+  """B^T and C^T of the chunk, (d_state, chunk) float32: a step's B_t is a column of it."""
+  return refs["B"][...].astype(F32), refs["C"][...].astype(F32)
 
-  def discretise(t, carry):
-    s["decay"][t] = jnp.exp(_row(s["dt"], t) * A)
-    s["states"][t] = _row(s["dtu"], t) * _column(s["b"], t)
-    return carry
 
-  def recur(t, h):
-    h = s["decay"][t] * h + s["states"][t]
+LOG2_E = 1.4426950408889634
+
+
+def _decay(s, A2, t):
+  """exp(dt_t A) as 2^(dt_t A log2 e), with A2 = A log2 e formed once per chunk: the TPU
+  evaluates exp as a power of two, so this saves a multiply per state vector and step."""
+  return jnp.exp2(_row(s["dt"], t) * A2)
+
+
+def _input(s, bt, t):
+  return _row(s["dtu"], t) * _column(bt, t)
+
+
+def recompute_states(refs, s, h, bt, cfg):
+  """Fills s["decay"][t] = exp(dt_t A) and s["states"][t] = h_t; returns h_T."""
+  A2 = refs["At"][...] * LOG2_E
+
+  def step(t, h):
+    a = _decay(s, A2, t)
+    s["decay"][t] = a
+    h = a * h + _input(s, bt, t)
     s["states"][t] = h
     return h
 
-  for_each_step(cfg, discretise, 0)
-  return for_each_step(cfg, recur, h)
+  return for_each_step(cfg, step, h)
 
 
-def outputs_before_gate(refs, s, u, cfg):
-  """Phase 4: y0 = <C_t, h_t> + D u_t for the chunk, (chunk, block_d)."""
+def outputs_before_gate(refs, s, u, ct, cfg):
+  """y0 = <C_t, h_t> + D u_t for the chunk from the stored states, (chunk, block_d)."""
 
   def output(t, carry):
-    s["y"][pl.ds(t, 1), :] = jnp.sum(_column(s["c"], t) * s["states"][t], axis=0, keepdims=True)
+    s["y"][pl.ds(t, 1), :] = jnp.sum(_column(ct, t) * s["states"][t], axis=0, keepdims=True)
     return carry
 
   for_each_step(cfg, output, 0)
   return s["y"][...] + refs["D"][...] * u
 
 
+def deferred_sums(d_state, block_d):
+  """Whether the kernels defer their sums over d_state (C_t h_t in the forward; the d(dt) and
+  B.lambda rows in the backward) out of the step (`_partial_sum`): the state must fill whole
+  (8, 128) vectors."""
+  return d_state % SUBLANES == 0 and block_d % LANES == 0
+
+
+def _partial_sum(ref, p, t):
+  """Stores p (d_state, block_d) summed over its (8, block_d) slices: 8 partial sums per
+  channel, as rows 8t..8t+7 of a (block_d / 128, chunk * 8, 128) scratch (`_deferred_sum`
+  finishes them)."""
+  p8 = p[:SUBLANES]
+  for i in range(1, p.shape[0] // SUBLANES):
+    p8 = p8 + p[SUBLANES * i : SUBLANES * (i + 1)]
+  for k in range(ref.shape[0]):
+    ref[k, pl.ds(t * SUBLANES, SUBLANES), :] = p8[:, k * LANES : (k + 1) * LANES]
+
+
+def _deferred_sum(ref, T):
+  """y (chunk, block_d) from the partial sums: the 8 rows of step t are read with a sublane
+  stride of 8 (rows r, r + 8, ... hold partial r of each step) and added, whole vectors at a
+  time, instead of a sublane reduction (rotates and adds) inside every step."""
+  # (interpret mode discharges a strided load only when every index is a slice)
+  rows = lambda k, r: ref[pl.ds(k, 1), pl.ds(r, T, stride=SUBLANES), :][0]
+  tiles = []
+  for k in range(ref.shape[0]):
+    y = rows(k, 0)
+    for r in range(1, SUBLANES):
+      y = y + rows(k, r)
+    tiles.append(y)
+  return jnp.concatenate(tiles, axis=1)
+
+
 def forward_chunk(refs, s, h, t0, length, cfg):
-  """Runs one chunk from state h, stores its outputs; returns the state after the chunk."""
+  """Runs one chunk from state h, stores its outputs; returns the state after the chunk. The
+  step is fused (decay, input, update, output): nothing of size d_state x block_d is stored."""
   u, _, valid = stage(refs, s, t0, length, cfg)
-  h = recompute_states(refs, s, h, cfg)
-  y = outputs_before_gate(refs, s, u, cfg)
+  bt, ct = bc_tiles(refs)
+  A2 = refs["At"][...] * LOG2_E
+  deferred = deferred_sums(*A2.shape)
+
+  def step(t, h):
+    h = _decay(s, A2, t) * h + _input(s, bt, t)
+    if deferred:
+      _partial_sum(s["p"], _column(ct, t) * h, t)
+    else:
+      s["y"][pl.ds(t, 1), :] = jnp.sum(_column(ct, t) * h, axis=0, keepdims=True)
+    return h
+
+  h = for_each_step(cfg, step, h)
+  y = _deferred_sum(s["p"], cfg.chunk) if deferred else s["y"][...]
+  y = y + refs["D"][...] * u
   if cfg.has_z:
     y = y * jax.nn.silu(refs["z"][...].astype(F32))
   refs["out"][...] = jnp.where(valid, y, 0.0).astype(refs["out"].dtype)
@@ -127,10 +189,11 @@ def backward_chunk(refs, s, h_start, lam, t0, length, cfg):
   """
   T = cfg.chunk
   u, raw, valid = stage(refs, s, t0, length, cfg)
-  recompute_states(refs, s, h_start, cfg)
+  bt, ct = bc_tiles(refs)
+  recompute_states(refs, s, h_start, bt, cfg)
   g = refs["g_out"][...].astype(F32)
   if cfg.has_z:
-    y0 = outputs_before_gate(refs, s, u, cfg)
+    y0 = outputs_before_gate(refs, s, u, ct, cfg)
     g, dz = pallas_common.gate_and_grad(refs["z"][...].astype(F32), y0, g)
     refs["dz"][...] = jnp.where(valid, dz, 0.0).astype(refs["dz"].dtype)
   gy = jnp.where(valid, g, 0.0)
@@ -138,17 +201,22 @@ def backward_chunk(refs, s, h_start, lam, t0, length, cfg):
 
   A = refs["At"][...]
   d_state = A.shape[0]
+  deferred = deferred_sums(*A.shape)
   lanes = jax.lax.broadcasted_iota(jnp.int32, (d_state, T), 1)
 
   def adjoint(t, carry):
     lam, dA, dBt, dCt = carry
     gy_t, a_t, h_t = _row(s["gy"], t), s["decay"][t], s["states"][t]
-    lam = lam + _column(s["c"], t) * gy_t
+    lam = lam + _column(ct, t) * gy_t
     dCt = jnp.where(lanes == t, jnp.sum(h_t * gy_t, axis=1, keepdims=True), dCt)
     decay_grad = lam * _previous_state(s, t, h_start) * a_t
     dA = dA + decay_grad * _row(s["dt"], t)
-    s["ddt"][pl.ds(t, 1), :] = jnp.sum(decay_grad * A, axis=0, keepdims=True)
-    s["lam_b"][pl.ds(t, 1), :] = jnp.sum(lam * _column(s["b"], t), axis=0, keepdims=True)
+    if deferred:
+      _partial_sum(s["p"], decay_grad * A, t)
+      _partial_sum(s["p2"], lam * _column(bt, t), t)
+    else:
+      s["ddt"][pl.ds(t, 1), :] = jnp.sum(decay_grad * A, axis=0, keepdims=True)
+      s["lam_b"][pl.ds(t, 1), :] = jnp.sum(lam * _column(bt, t), axis=0, keepdims=True)
     dBt = jnp.where(lanes == t, jnp.sum(lam * _row(s["dtu"], t), axis=1, keepdims=True), dBt)
     return lam * a_t, dA, dBt, dCt
 
@@ -156,6 +224,9 @@ def backward_chunk(refs, s, h_start, lam, t0, length, cfg):
   lam, dA, dBt, dCt = for_each_step(
     cfg, adjoint, (lam, jnp.zeros_like(A), zeros, zeros), reverse=True
   )
+  if deferred:
+    s["ddt"][...] = _deferred_sum(s["p"], T)
+    s["lam_b"][...] = _deferred_sum(s["p2"], T)
   lam_b = s["lam_b"][...]
   refs["du"][...] = (gy * refs["D"][...] + lam_b * s["dt"][...]).astype(refs["du"].dtype)
   d_raw = (s["ddt"][...] + lam_b * u) * pallas_common.step_size_grad(raw, cfg)

@@ -45,10 +45,10 @@ def test_tpu_kernel_at_sizes_that_compile_matches_reference():
   )
 
 
-def _tpu_kernel_results(unroll):
+def _tpu_kernel_results(unroll, n):
   """Forward and backward TPU kernels on one problem, loops unrolled (static indices, as
   compiled) or rolled (as interpret mode runs them by default)."""
-  batch, length, d, n, T = 1, 16, 128, 4, 8
+  batch, length, d, T = 1, 16, 128, 8
   cfg = pallas_op.kernel_config(
     "tpu",
     batch,
@@ -82,10 +82,11 @@ def _tpu_kernel_results(unroll):
   return dict(out=out, final=final, bounds=bounds, **grads)
 
 
-def test_tpu_unrolled_loops_compute_what_the_rolled_loops_do():
+@pytest.mark.parametrize("n", [4, 8])  # the forward's output summed per step, or deferred
+def test_tpu_unrolled_loops_compute_what_the_rolled_loops_do(n):
   """The compiled kernel's straight-line code (static indices) against the rolled loops the
   interpret-mode tests use, on the forward and the backward."""
-  unrolled, rolled = _tpu_kernel_results(True), _tpu_kernel_results(False)
+  unrolled, rolled = _tpu_kernel_results(True, n), _tpu_kernel_results(False, n)
   assert unrolled.keys() == rolled.keys()
   for name in rolled:
     np.testing.assert_allclose(unrolled[name], rolled[name], rtol=1e-6, atol=1e-6, err_msg=name)
