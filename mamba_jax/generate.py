@@ -51,6 +51,10 @@ def parse_args(argv=None):
   args = parser.parse_args(argv)
   if args.max_new_tokens < 1:
     parser.error(f"--max_new_tokens {args.max_new_tokens}: expected at least 1")
+  if not args.temperature >= 0:
+    parser.error(f"--temperature {args.temperature}: expected >= 0 (0 is greedy)")
+  if args.top_k is not None and args.top_k < 1:
+    parser.error(f"--top_k {args.top_k}: expected at least 1")
   if args.prompt_ids is not None:
     try:
       args.prompt_ids = [int(token) for token in args.prompt_ids.split(",") if token.strip()]
@@ -61,9 +65,11 @@ def parse_args(argv=None):
   return args
 
 
-def _load_tokenizer(directory, required):
-  """The checkpoint's tokenizers.Tokenizer, or None when it has none and none is required."""
-  path = pathlib.Path(directory) / TOKENIZER_NAME
+def _load_tokenizer(checkpoint, required):
+  """The checkpoint's tokenizers.Tokenizer, or None when it has none and none is required.
+  checkpoint: its directory, or a file in it."""
+  checkpoint = pathlib.Path(checkpoint)
+  path = (checkpoint.parent if checkpoint.is_file() else checkpoint) / TOKENIZER_NAME
   if not path.is_file():
     if required:
       raise SystemExit(f"error: --prompt needs {path}; pass token ids with --prompt_ids instead")
@@ -80,23 +86,33 @@ def _load_tokenizer(directory, required):
   return tokenizers.Tokenizer.from_file(str(path))
 
 
-def main(argv=None):
-  args = parse_args(argv)
-  dtype = _DTYPES[args.dtype]
-  config, model = checkpoints.load_pretrained(args.checkpoint, dtype=dtype, param_dtype=dtype)
+def _prompt_ids(args, vocab_size):
+  """(prompt ids, tokenizer or None), checked against the vocabulary with --top_k."""
+  if args.top_k is not None and args.top_k > vocab_size:
+    raise ValueError(f"--top_k {args.top_k}: expected at most the vocabulary size, {vocab_size}")
   tokenizer = _load_tokenizer(args.checkpoint, required=args.prompt is not None)
   if args.prompt is not None:
-    assert tokenizer is not None  # required=True above: loading raised otherwise
+    assert tokenizer is not None  # required=True: _load_tokenizer exits otherwise
     ids = tokenizer.encode(args.prompt).ids
   else:
     ids = args.prompt_ids
-  vocab_size = config.vocab_size
-  assert vocab_size is not None  # a language model's checkpoint always has one
   bad = [token for token in ids if not 0 <= token < vocab_size]
   if not ids or bad:
     raise SystemExit(
       f"error: prompt ids {bad or ids}: expected a non-empty prompt of ids in 0..{vocab_size - 1}"
     )
+  return ids, tokenizer
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  dtype = _DTYPES[args.dtype]
+  try:  # everything that can be checked is, before the weights are read
+    config = checkpoints.load_config(args.checkpoint, dtype=dtype, param_dtype=dtype)
+    ids, tokenizer = _prompt_ids(args, config.vocab_size)
+    config, model = checkpoints.load_pretrained(args.checkpoint, dtype=dtype, param_dtype=dtype)
+  except (ValueError, ImportError, OSError) as error:
+    raise SystemExit(f"error: {error}") from None
   prompt = jnp.asarray([ids], jnp.int32)
   rng = jax.random.key(args.seed)
 

@@ -152,6 +152,52 @@ def test_argument_errors(checkpoint):
       parse_args(["--checkpoint", str(checkpoint), *argv])
 
 
+@pytest.fixture
+def damaged_checkpoint(checkpoint, tmp_path):
+  """The tiny checkpoint's config.json beside weights that cannot be read."""
+  (tmp_path / "config.json").write_text((checkpoint / "config.json").read_text())
+  (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+  return tmp_path
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["--temperature", "-0.5"], None),
+    (["--top_k", "0"], None),
+    (["--top_k", "51"], r"^error: --top_k 51: expected at most the vocabulary size, 50$"),
+  ],
+)
+def test_sampling_arguments_are_refused_before_the_weights_are_read(
+  damaged_checkpoint, argv, message, capsys
+):
+  from mamba_jax.generate import main
+
+  with pytest.raises(SystemExit) as error:
+    main(["--checkpoint", str(damaged_checkpoint), "--prompt_ids", "1", *argv])
+  if message is None:  # argparse's usage error
+    assert error.value.code == 2 and argv[0] in capsys.readouterr().err
+  else:
+    assert re.match(message, str(error.value.code))
+
+
+def test_a_load_error_is_one_error_line(damaged_checkpoint):
+  from mamba_jax.generate import main
+
+  with pytest.raises(SystemExit, match=r"^error: load_pretrained: .* not a readable safetensors"):
+    main(["--checkpoint", str(damaged_checkpoint), "--prompt_ids", "1"])
+
+
+def test_a_weights_file_finds_the_tokenizer_beside_it(model, checkpoint_with_tokenizer, capsys):
+  from mamba_jax.generate import main
+
+  weights = checkpoint_with_tokenizer / "model.safetensors"
+  main(["--checkpoint", str(weights), "--prompt", "the cat", "--max_new_tokens", "2"])
+  output = capsys.readouterr().out
+  assert printed_ids(output, "prompt") == [1, 2]
+  assert printed_ids(output, "new") == greedy(model, [1, 2], 2)
+
+
 def test_the_function_survives_an_import_of_the_module(model):
   module = importlib.import_module("mamba_jax.generate")
   assert mamba_jax.generate is module  # what Python does to the package attribute on import
