@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mamba_jax import hub
 from mamba_jax.config import MambaConfig
 from mamba_jax.models import MambaLM, unstack_layers
 from mamba_jax.weight_files import INTEROP_EXTRA, import_torch, open_weights, read_json_object
@@ -84,7 +85,8 @@ _MAMBA2 = (
 
 
 def load_pretrained(path, **runtime):
-  """(MambaConfig, MambaLM) from a checkpoint directory (or one of its weight files).
+  """(MambaConfig, MambaLM) from a checkpoint directory (or one of its weight files), or a Hugging
+  Face Hub model id such as "state-spaces/mamba-130m-hf" (mamba_jax.hub: needs huggingface_hub).
 
   The directory holds config.json in mamba_ssm's or transformers' schema and the weights as
   model.safetensors, sharded safetensors with model.safetensors.index.json, or
@@ -94,6 +96,7 @@ def load_pretrained(path, **runtime):
   raises one ValueError that names every such tensor with the shape expected; a Mamba-2
   checkpoint is refused. Nothing is ever loaded partially.
   """
+  _check_runtime(runtime)
   directory, weights_file = _locate(path)
   config, schema, raw = _read_config(directory, runtime)
   weights = _open_weights(directory, weights_file)
@@ -106,7 +109,13 @@ def load_pretrained(path, **runtime):
 
 def load_config(path, **runtime):
   """The MambaConfig of a checkpoint (as `load_pretrained` gives it), without its weights."""
+  _check_runtime(runtime)
   return _read_config(_locate(path)[0], runtime)[0]
+
+
+def checkpoint_directory(path):
+  """The local directory of a checkpoint: `path`'s, or a Hub model id's after downloading."""
+  return _locate(path)[0]
 
 
 def checkpoint_eos_token_id(path):
@@ -606,7 +615,10 @@ def _flatten(tree, prefix=()):
 
 
 def _locate(path):
-  """(directory, weights file or None) for a checkpoint directory or one of its files."""
+  """(directory, weights file or None) for a checkpoint directory, one of its files or a Hub
+  model id (downloaded)."""
+  if hub.is_hub_id(path):
+    return hub.download(str(path)), None
   path = pathlib.Path(path)
   if path.is_dir():
     return path, None
@@ -615,6 +627,15 @@ def _locate(path):
       return path.parent, None
     return path.parent, path
   raise ValueError(f"load_pretrained: no such checkpoint directory or file: '{path}'")
+
+
+def _check_runtime(runtime):
+  unknown = sorted(set(runtime) - set(RUNTIME_FIELDS))
+  if unknown:
+    raise ValueError(
+      f"load_pretrained: {unknown} cannot be overridden: the checkpoint's "
+      f"config.json fixes the architecture; only {RUNTIME_FIELDS} can be given"
+    )
 
 
 def _read_raw_config(directory):
@@ -629,12 +650,6 @@ def _read_raw_config(directory):
 
 def _read_config(directory, runtime):
   """(MambaConfig, schema, raw config.json) of a checkpoint directory plus runtime fields."""
-  unknown = sorted(set(runtime) - set(RUNTIME_FIELDS))
-  if unknown:
-    raise ValueError(
-      f"load_pretrained: {unknown} cannot be overridden: the checkpoint's "
-      f"config.json fixes the architecture; only {RUNTIME_FIELDS} can be given"
-    )
   raw = _read_raw_config(directory)
   try:
     return config_from_dict(raw, **runtime), config_schema(raw), raw
@@ -727,6 +742,7 @@ __all__ = [
   "config_from_dict",
   "config_schema",
   "config_to_dict",
+  "checkpoint_directory",
   "checkpoint_eos_token_id",
   "load_config",
   "load_pretrained",

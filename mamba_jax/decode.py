@@ -123,12 +123,15 @@ def generate(
   top_k: int | None = None,
   rng: jax.Array | None = None,
   sequence_length: jax.Array | float | None = None,
+  eos_token_id: int | None = None,
 ) -> jax.Array:
   """Samples max_new_tokens tokens after `prompt` (batch, length) int from a MambaLM.
 
   Returns the new tokens (batch, max_new_tokens) int32. Compiled once per (model structure, prompt
-  shape, max_new_tokens, top_k, greedy or not); the token loop is a `lax.scan`. For a
-  length-adaptive model L defaults to prompt length + max_new_tokens.
+  shape, max_new_tokens, top_k, greedy or not, eos_token_id); the token loop is a `lax.scan`. For
+  a length-adaptive model L defaults to prompt length + max_new_tokens. eos_token_id: a sequence
+  stops at its first such token, and every later position holds eos_token_id as padding
+  (`mamba_jax.checkpoints.checkpoint_eos_token_id` reads a checkpoint's).
   """
   if max_new_tokens < 1:
     raise ValueError(f"generate: max_new_tokens = {max_new_tokens}; expected at least 1")
@@ -136,6 +139,8 @@ def generate(
     raise ValueError(f"generate: top_k = {top_k}; expected None or 1..vocab size")
   if temperature < 0:
     raise ValueError(f"generate: temperature = {temperature}; expected >= 0 (0 is greedy)")
+  if eos_token_id is not None and not 0 <= eos_token_id < (model.config.padded_vocab_size or 0):
+    raise ValueError(f"generate: eos_token_id = {eos_token_id}; expected None or a token id")
   if model.config.discretization == "length_adaptive" and sequence_length is None:
     sequence_length = prompt.shape[1] + max_new_tokens
   rng = jax.random.key(0) if rng is None else rng
@@ -150,12 +155,25 @@ def generate(
     max_new_tokens=max_new_tokens,
     top_k=top_k,
     greedy=temperature == 0,
+    eos_token_id=eos_token_id,
   )
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "greedy"))
+@functools.partial(
+  jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "greedy", "eos_token_id")
+)
 def _generate(
-  graphdef, state, prompt, rng, temperature, sequence_length, *, max_new_tokens, top_k, greedy
+  graphdef,
+  state,
+  prompt,
+  rng,
+  temperature,
+  sequence_length,
+  *,
+  max_new_tokens,
+  top_k,
+  greedy,
+  eos_token_id,
 ):
   vocab_size = nnx.merge(graphdef, state).config.vocab_size
   draw = lambda logits, key: sample(
@@ -172,4 +190,8 @@ def _generate(
     return (token, cache), token
 
   _, rest = jax.lax.scan(body, (first, cache), keys[1:])
-  return jnp.concatenate([first[:, None], rest.T], axis=1)
+  tokens = jnp.concatenate([first[:, None], rest.T], axis=1)
+  if eos_token_id is None:
+    return tokens
+  ended = jnp.cumsum(tokens == eos_token_id, axis=1) - (tokens == eos_token_id) > 0
+  return jnp.where(ended, eos_token_id, tokens)

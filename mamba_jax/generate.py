@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mamba_jax import checkpoints, decode
+from mamba_jax import checkpoints, decode, hub
 
 TOKENIZER_NAME = "tokenizer.json"
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -45,6 +45,12 @@ def parse_args(argv=None):
   parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
   parser.add_argument("--top_k", type=int, default=None)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument(
+    "--eos_token_id",
+    type=int,
+    default=None,
+    help="stop at this token (default: config.json's eos_token_id, if any; -1: never stop)",
+  )
   parser.add_argument(
     "--dtype", choices=sorted(_DTYPES), default="float32", help="parameter and compute dtype"
   )
@@ -104,12 +110,27 @@ def _prompt_ids(args, vocab_size):
   return ids, tokenizer
 
 
+def _eos_token_id(args, vocab_rows):
+  """--eos_token_id, else the checkpoint's; None for -1 or when there is none."""
+  eos = args.eos_token_id
+  if eos is None:
+    return checkpoints.checkpoint_eos_token_id(args.checkpoint)
+  if eos == -1:
+    return None
+  if not 0 <= eos < vocab_rows:
+    raise ValueError(f"--eos_token_id {eos}: expected -1 or a token id in 0..{vocab_rows - 1}")
+  return eos
+
+
 def main(argv=None):
   args = parse_args(argv)
   dtype = _DTYPES[args.dtype]
   try:  # everything that can be checked is, before the weights are read
+    if hub.is_hub_id(args.checkpoint):
+      args.checkpoint = str(hub.download(args.checkpoint))
     config = checkpoints.load_config(args.checkpoint, dtype=dtype, param_dtype=dtype)
     ids, tokenizer = _prompt_ids(args, config.vocab_size)
+    eos = _eos_token_id(args, config.padded_vocab_size)
     config, model = checkpoints.load_pretrained(args.checkpoint, dtype=dtype, param_dtype=dtype)
   except (ValueError, ImportError, OSError) as error:
     raise SystemExit(f"error: {error}") from None
@@ -119,19 +140,29 @@ def main(argv=None):
   def run():
     start = time.perf_counter()
     tokens = decode.generate(
-      model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, rng=rng
+      model,
+      prompt,
+      args.max_new_tokens,
+      temperature=args.temperature,
+      top_k=args.top_k,
+      rng=rng,
+      eos_token_id=eos,
     )
     tokens = np.asarray(jax.block_until_ready(tokens))[0]
     return tokens, time.perf_counter() - start
 
   _, first_seconds = run()  # compiles
   new_tokens, seconds = run()
+  computed = len(new_tokens)  # the token loop runs max_new_tokens steps whatever EOS does
+  if eos is not None and eos in new_tokens:  # the rest is padding
+    new_tokens = new_tokens[: new_tokens.tolist().index(eos) + 1]
+    print(f"stopped at eos_token_id {eos} after {len(new_tokens)} new tokens")
   print(f"prompt ids: {ids}")
   print(f"new ids: {new_tokens.tolist()}")
   if tokenizer is not None:
     print(f"text: {tokenizer.decode(list(ids) + new_tokens.tolist())}")
   print(
-    f"{len(new_tokens)} new tokens in {seconds:.3f} s: {len(new_tokens) / seconds:.1f} "
+    f"{computed} new tokens in {seconds:.3f} s: {computed / seconds:.1f} "
     f"tokens/s (first run, compiling: {first_seconds:.2f} s; {jax.devices()[0].platform})"
   )
   return 0

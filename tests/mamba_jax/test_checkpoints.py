@@ -7,6 +7,7 @@ Tests that need transformers skip cleanly without it; everything else needs only
 import json
 import os
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -468,6 +469,49 @@ def test_bfloat16_torch_files_round_trip(tmp_path):
   _, loaded = load_pretrained(tmp_path, param_dtype=jnp.bfloat16)
   for path, value in params_of(model).items():
     np.testing.assert_array_equal(params_of(loaded)[path], value, err_msg=str(path))
+
+
+HUB_ID = "state-spaces/mamba-130m-hf"
+
+
+def test_a_hub_id_offline_fails_fast_saying_how_to_download(tmp_path, monkeypatch):
+  hf_constants = pytest.importorskip("huggingface_hub.constants")
+  monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+  monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+  monkeypatch.chdir(tmp_path)  # no local folder of that name
+  start = time.perf_counter()
+  with pytest.raises(ValueError) as error:
+    load_pretrained(HUB_ID)
+  assert time.perf_counter() - start < 5
+  message = str(error.value)
+  assert "\n" not in message and f"could not download '{HUB_ID}'" in message
+  assert f"hf download {HUB_ID} --local-dir DIR" in message
+
+
+def test_a_hub_id_without_huggingface_hub_says_how_to_download(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(ValueError, match=f"needs the huggingface_hub package.*hf download {HUB_ID}"):
+    load_pretrained(HUB_ID)
+
+
+def test_a_hub_id_loads_its_snapshot_safetensors_first(saved, tmp_path, monkeypatch):
+  huggingface_hub = pytest.importorskip("huggingface_hub")
+  asked = []
+
+  def snapshot_download(repo_id, allow_patterns):
+    asked.append((repo_id, allow_patterns))
+    return str(saved)
+
+  monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+  monkeypatch.chdir(tmp_path)
+  config, _ = load_pretrained(HUB_ID)
+  assert config == load_pretrained(saved)[0] and len(asked) == 1
+  assert "model.safetensors" in asked[0][1] and "pytorch_model.bin" not in asked[0][1]
+  (saved / "model.safetensors").unlink()  # a repository of .bin files: asked for those next
+  with pytest.raises(ValueError, match="missing weights"):
+    load_pretrained(HUB_ID)
+  assert "pytorch_model.bin" in asked[2][1]
 
 
 # ---------------------------------------------------------------------------------------------

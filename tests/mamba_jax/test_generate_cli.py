@@ -5,6 +5,7 @@ Needs safetensors (the checkpoint) and, for text prompts, tokenizers; never torc
 """
 
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -208,3 +209,39 @@ def test_the_function_survives_an_import_of_the_module(model):
 
   np.testing.assert_array_equal(generate(model, prompt, 4, temperature=0.0), expected)
   assert "generate" in mamba_jax.__all__
+
+
+def expected_with_eos(row, eos):
+  """`row` up to its first eos, then eos as padding."""
+  row = list(row)
+  end = row.index(eos) + 1 if eos in row else len(row)
+  return row[:end] + [eos] * (len(row) - end)
+
+
+def test_generate_stops_each_sequence_at_eos(model):
+  prompt = jnp.asarray([[1, 2, 3], [4, 5, 6]])
+  plain = np.asarray(decode.generate(model, prompt, 8, rng=jax.random.key(1))).tolist()
+  eos = plain[0][2]
+  stopped = np.asarray(decode.generate(model, prompt, 8, rng=jax.random.key(1), eos_token_id=eos))
+  assert stopped.tolist() == [expected_with_eos(row, eos) for row in plain]
+  assert stopped.tolist() != plain  # the padding replaced some tokens
+  with pytest.raises(ValueError, match="eos_token_id"):
+    decode.generate(model, prompt, 8, eos_token_id=56)
+
+
+def test_the_command_stops_at_the_checkpoints_eos(model, checkpoint, tmp_path, capsys):
+  from mamba_jax.generate import main
+
+  plain = greedy(model, [4, 5, 6], 8)
+  eos = plain[1]
+  for name in ("config.json", "model.safetensors"):
+    (tmp_path / name).write_bytes((checkpoint / name).read_bytes())
+  raw = json.loads((tmp_path / "config.json").read_text())
+  (tmp_path / "config.json").write_text(json.dumps({**raw, "eos_token_id": eos}))
+  argv = ["--checkpoint", str(tmp_path), "--prompt_ids", "4,5,6", "--max_new_tokens", "8"]
+  main(argv)
+  output = capsys.readouterr().out
+  assert printed_ids(output, "new") == plain[: plain.index(eos) + 1]
+  assert f"stopped at eos_token_id {eos}" in output and "8 new tokens in" in output
+  main([*argv, "--eos_token_id", "-1"])
+  assert printed_ids(capsys.readouterr().out, "new") == plain
