@@ -22,11 +22,13 @@ for .bin files only, torch are imported when used (the `interop` extra).
 
 import dataclasses
 import json
+import math
 import pathlib
 import re
 import sys
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -530,10 +532,14 @@ def _check_tensors(expected, weights, tied):
 def _build_model(config, expected, weights):
   """The MambaLM of `config` with the checkpoint's tensors, read and placed one parameter at a
   time: each parameter (with stacked layers, each stack) is a numpy buffer in its final dtype,
-  filled tensor by tensor, then handed to JAX before the next is read. A load's peak is then the
-  parameters plus about one stack, whatever the file's dtype."""
+  filled tensor by tensor (each read, cast and dropped in turn), then handed to JAX before the
+  next is read. On CPU JAX adopts the buffer without a copy (`_host_buffer`); elsewhere it is
+  copied to the device and freed. A load's peak is then about the parameters plus one tensor
+  as the file stores it, whatever the file's dtype."""
   _embedding_alias(weights, expected[0].key)
   _check_tensors(expected, weights, config.tie_embeddings)
+  if config.tie_embeddings and "lm_head.weight" in weights.specs:
+    weights.drop("lm_head.weight")  # the embedding's copy (in a .bin, its storage too)
   model = nnx.eval_shape(lambda: MambaLM(config, rngs=nnx.Rngs(0)))
   abstract = nnx.state(model, nnx.Param)
   wanted = dict(nnx.to_flat_state(abstract))
@@ -547,14 +553,23 @@ def _build_model(config, expected, weights):
     )
   pure = {}
   for path, members in groups.items():
-    buffer = np.empty(wanted[path].shape, wanted[path].dtype)
+    buffer = _host_buffer(wanted[path].shape, wanted[path].dtype)
     for tensor, layer in members:
       tensor.fill(buffer if layer is None else buffer[layer], weights.take(tensor.key))
-    _set(pure, path, jnp.asarray(buffer))
+    _set(pure, path, jax.device_put(buffer, may_alias=True))
     del buffer
   nnx.replace_by_pure_dict(abstract, pure)
   nnx.update(model, abstract)
   return model
+
+
+def _host_buffer(shape, dtype, alignment=64):
+  """An uninitialised numpy array aligned as XLA's CPU client needs to adopt it without a copy
+  (numpy aligns to 16 bytes; jax.device_put(may_alias=True) then copies)."""
+  dtype = np.dtype(dtype)
+  raw = np.empty(math.prod(shape) * dtype.itemsize + alignment, np.uint8)
+  start = -raw.ctypes.data % alignment
+  return raw[start : start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def _destination(path, stacked):

@@ -54,6 +54,11 @@ class WeightFiles:
     del self._readers[key]
     return array
 
+  def drop(self, key):
+    """Forgets `key` unread (a torch state dict lets go of its tensor)."""
+    del self.specs[key]
+    self._readers.pop(key)(forget=True)
+
   def rename(self, old, new):
     self.specs[new], self._readers[new] = self.specs.pop(old), self._readers.pop(old)
 

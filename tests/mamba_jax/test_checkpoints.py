@@ -471,6 +471,17 @@ def test_bfloat16_torch_files_round_trip(tmp_path):
     np.testing.assert_array_equal(params_of(loaded)[path], value, err_msg=str(path))
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="host buffers are adopted on CPU")
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_cpu_jax_adopts_the_load_buffers_without_a_copy(dtype):
+  """What keeps a load at one copy of the parameters (benchmarks/checkpoint_memory_bench.py)."""
+  buffer = checkpoints._host_buffer((3, 5, 7), dtype)
+  buffer[...] = np.arange(105).reshape(3, 5, 7)
+  array = jax.device_put(buffer, may_alias=True)
+  assert array.unsafe_buffer_pointer() == buffer.ctypes.data
+  np.testing.assert_array_equal(np.asarray(array, np.float32), np.arange(105).reshape(3, 5, 7))
+
+
 HUB_ID = "state-spaces/mamba-130m-hf"
 
 
