@@ -30,8 +30,9 @@ def download(repo_id):
     import huggingface_hub
   except ImportError:
     raise ValueError(
-      f"load_pretrained: '{repo_id}' is no local directory, and loading it from the Hugging "
-      f"Face Hub needs the huggingface_hub package (pip install huggingface_hub); or {by_hand}"
+      f"load_pretrained: '{repo_id}' is no local file or directory, and loading it from the "
+      f"Hugging Face Hub needs the huggingface_hub package (pip install huggingface_hub); or "
+      f"{by_hand}"
     ) from None
   try:
     directory = pathlib.Path(
@@ -44,7 +45,7 @@ def download(repo_id):
   except Exception as error:  # offline, no such repository, gated, interrupted: all the same here
     reason = (str(error).splitlines() or [""])[0].split(". ")[0][:200]
     raise ValueError(
-      f"load_pretrained: could not download '{repo_id}' from the Hugging Face Hub "
-      f"({type(error).__name__}: {reason}); {by_hand}"
+      f"load_pretrained: '{repo_id}' is no local file or directory, and could not download "
+      f"'{repo_id}' from the Hugging Face Hub ({type(error).__name__}: {reason}); {by_hand}"
     ) from None
   return directory

@@ -189,6 +189,15 @@ def test_a_load_error_is_one_error_line(damaged_checkpoint):
     main(["--checkpoint", str(damaged_checkpoint), "--prompt_ids", "1"])
 
 
+def test_a_hub_id_that_cannot_be_had_is_one_error_line(tmp_path, monkeypatch):
+  from mamba_jax.generate import main
+
+  monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(SystemExit, match=r"^error: .*hf download state-spaces/mamba-130m-hf"):
+    main(["--checkpoint", "state-spaces/mamba-130m-hf", "--prompt_ids", "1"])
+
+
 def test_a_weights_file_finds_the_tokenizer_beside_it(model, checkpoint_with_tokenizer, capsys):
   from mamba_jax.generate import main
 
