@@ -30,7 +30,8 @@ MIB = 2**20
 
 
 def _write(directory, d_model, vocab, dtype, format):
-  """Child: a MambaLM with random parameters of `dtype`, saved in `format`."""
+  """Child: a MambaLM with random parameters of `dtype`, saved in `format`; returns the bytes of
+  its largest tensor as stored (a stacked parameter holds one tensor per layer)."""
   import jax
   import numpy as np
   from flax import nnx
@@ -47,6 +48,11 @@ def _write(directory, d_model, vocab, dtype, format):
   nnx.replace_by_pure_dict(state, jax.tree.map(draw, nnx.to_pure_dict(state)))
   nnx.update(model, state)
   save_pretrained(model, directory, format=format)
+  sizes = [
+    value[...].nbytes // (N_LAYERS if "stacked_layers" in path else 1)
+    for path, value in nnx.to_flat_state(nnx.state(model, nnx.Param))
+  ]
+  return {"largest": max(sizes)}
 
 
 def _measure(directory, dtype, format):
@@ -72,20 +78,6 @@ def _measure(directory, dtype, format):
   return {"base": base, "peak": peak, "params": sum(p.nbytes for p in params)}
 
 
-def _largest_tensor(directory):
-  """Bytes of the largest tensor stored (safetensors headers, or the .bin's largest entry)."""
-  sizes = []
-  for name in os.listdir(directory):
-    path = os.path.join(directory, name)
-    if name.endswith(".safetensors"):
-      with open(path, "rb") as f:
-        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-      sizes += [
-        e["data_offsets"][1] - e["data_offsets"][0] for k, e in header.items() if k[0] != "_"
-      ]
-  return max(sizes) if sizes else None
-
-
 def _child(args, pythonpath):
   command = [sys.executable, os.path.abspath(__file__), *args]
   env = {**os.environ, "PYTHONPATH": pythonpath, "JAX_PLATFORMS": "cpu"}
@@ -108,8 +100,7 @@ def main():
     kind, directory, *rest = args.child
     if kind == "write":
       d_model, vocab, dtype, format = rest
-      _write(directory, int(d_model), int(vocab), dtype, format)
-      print("{}")
+      print(json.dumps(_write(directory, int(d_model), int(vocab), dtype, format)))
     else:
       print(json.dumps(_measure(directory, *rest)))
     return
@@ -121,16 +112,16 @@ def main():
       d_model, vocab = SHAPES[shape]
       for dtype in DTYPES:
         directory = os.path.join(tmp, f"{shape}-{dtype}")
-        _child(["--child", "write", directory, str(d_model), str(vocab), dtype, args.format], ROOT)
+        written = [directory, str(d_model), str(vocab), dtype, args.format]
+        largest = _child(["--child", "write", *written], ROOT)["largest"]
         m = _child(
           ["--child", "measure", directory, dtype, args.format], os.path.abspath(args.code)
         )
-        largest = _largest_tensor(directory)
         rise, params = m["peak"] - m["base"], m["params"]
-        goal = GOAL * params + (largest or 0 if dtype == "bfloat16" else 0)
+        goal = GOAL * params + (largest if dtype == "bfloat16" else 0)
         print(
           f"{shape:<10} {dtype:<9} {params / MIB:>10.0f} "
-          f"{(largest or 0) / MIB:>11.0f} {rise / MIB:>9.0f} {rise / params:>10.2f}x "
+          f"{largest / MIB:>11.0f} {rise / MIB:>9.0f} {rise / params:>10.2f}x "
           f"{goal / MIB:>9.0f}  {'yes' if rise <= goal else 'NO'}"
         )
         sys.stdout.flush()

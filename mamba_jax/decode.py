@@ -128,10 +128,11 @@ def generate(
   """Samples max_new_tokens tokens after `prompt` (batch, length) int from a MambaLM.
 
   Returns the new tokens (batch, max_new_tokens) int32. Compiled once per (model structure, prompt
-  shape, max_new_tokens, top_k, greedy or not, eos_token_id); the token loop is a `lax.scan`. For
-  a length-adaptive model L defaults to prompt length + max_new_tokens. eos_token_id: a sequence
-  stops at its first such token, and every later position holds eos_token_id as padding
-  (`mamba_jax.checkpoints.checkpoint_eos_token_id` reads a checkpoint's).
+  shape, max_new_tokens, top_k, greedy or not); the token loop is a `lax.scan`. For a
+  length-adaptive model L defaults to prompt length + max_new_tokens. eos_token_id: a sequence
+  stops at its first such token, and every later position holds eos_token_id as padding (the
+  loop still runs max_new_tokens steps; `mamba_jax.checkpoints.checkpoint_eos_token_id` reads a
+  checkpoint's).
   """
   if max_new_tokens < 1:
     raise ValueError(f"generate: max_new_tokens = {max_new_tokens}; expected at least 1")
@@ -145,7 +146,7 @@ def generate(
     sequence_length = prompt.shape[1] + max_new_tokens
   rng = jax.random.key(0) if rng is None else rng
   graphdef, state = nnx.split(model)
-  return _generate(
+  tokens = _generate(
     graphdef,
     state,
     prompt,
@@ -155,25 +156,20 @@ def generate(
     max_new_tokens=max_new_tokens,
     top_k=top_k,
     greedy=temperature == 0,
-    eos_token_id=eos_token_id,
   )
+  return tokens if eos_token_id is None else _pad_after_eos(tokens, eos_token_id)
 
 
-@functools.partial(
-  jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "greedy", "eos_token_id")
-)
+@jax.jit
+def _pad_after_eos(tokens, eos_token_id):
+  """Every token after a sequence's first eos_token_id replaced by eos_token_id."""
+  is_eos = tokens == eos_token_id
+  return jnp.where(jnp.cumsum(is_eos, axis=1) - is_eos > 0, eos_token_id, tokens)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "greedy"))
 def _generate(
-  graphdef,
-  state,
-  prompt,
-  rng,
-  temperature,
-  sequence_length,
-  *,
-  max_new_tokens,
-  top_k,
-  greedy,
-  eos_token_id,
+  graphdef, state, prompt, rng, temperature, sequence_length, *, max_new_tokens, top_k, greedy
 ):
   vocab_size = nnx.merge(graphdef, state).config.vocab_size
   draw = lambda logits, key: sample(
@@ -190,8 +186,4 @@ def _generate(
     return (token, cache), token
 
   _, rest = jax.lax.scan(body, (first, cache), keys[1:])
-  tokens = jnp.concatenate([first[:, None], rest.T], axis=1)
-  if eos_token_id is None:
-    return tokens
-  ended = jnp.cumsum(tokens == eos_token_id, axis=1) - (tokens == eos_token_id) > 0
-  return jnp.where(ended, eos_token_id, tokens)
+  return jnp.concatenate([first[:, None], rest.T], axis=1)

@@ -4,15 +4,20 @@
 safetensors headers, or the torch state dict) and `take(key)`, which reads one tensor and
 forgets it. safetensors files are parsed here (the format is an 8-byte header length, a JSON
 header of dtypes, shapes and byte offsets, then the bytes), not memory-mapped: mapped pages that
-were read stay resident until the file is closed, which would double a load's peak memory. A
-damaged file of any kind raises a ValueError that names it and says what is wrong.
+were read stay resident until the file is closed, which would double a load's peak memory. torch
+files are memory-mapped (torch.load(mmap=True)), since torch reads nothing lazily otherwise, and
+each tensor's pages are dropped once it is copied out. A damaged file of any kind raises a
+ValueError that names it and says what is wrong.
 """
 
+import ctypes
 import json
 import math
+import mmap
 import pathlib
 import pickle
 import re
+import sys
 
 import jax.numpy as jnp
 import ml_dtypes
@@ -170,8 +175,15 @@ def _file_reader(path, offset, shape, dtype):
 
 def _open_torch(path):
   torch = import_torch(f"read '{path}'")
+  mapped = _RELEASE is not None
   try:
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:  # mapped: no copy of the file in memory, and each tensor's pages let go once read
+      state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=mapped)
+    except RuntimeError as error:
+      if not mapped or "mmap" not in str(error):
+        raise
+      mapped = False  # torch's legacy (non-zip) format cannot be mapped: read it whole
+      state = torch.load(str(path), map_location="cpu", weights_only=True)
   except pickle.UnpicklingError as error:
     reason = re.search(r"(Unsupported (global|operand)[^\n]*)", str(error))
     raise ValueError(
@@ -194,18 +206,48 @@ def _open_torch(path):
         f"load_pretrained: '{path}' entry '{key}' is a {type(value).__name__}, not a tensor"
       )
     specs[key] = (tuple(value.shape), _numpy_dtype(torch, value.dtype))
-    readers[key] = _torch_reader(torch, state, key)
+    readers[key] = _torch_reader(torch, state, key, mapped)
   return specs, readers
 
 
-def _torch_reader(torch, state, key):
+def _torch_reader(torch, state, key, mapped):
   def read(forget=False):
     value = (state.pop(key) if forget else state[key]).detach().cpu()
     if value.dtype == torch.bfloat16:  # numpy has no bfloat16: the same bits, viewed
-      return value.view(torch.int16).numpy().view(jnp.bfloat16)
-    return value.numpy()
+      array = value.view(torch.int16).numpy().view(jnp.bfloat16)
+    else:
+      array = value.numpy()
+    if not (forget and mapped):
+      return array
+    array = array.copy()
+    storage = value.untyped_storage()  # all of it: pages are whole, and refetched if touched
+    _release_pages(storage.data_ptr(), storage.nbytes())
+    return array
 
   return read
+
+
+def _load_madvise():
+  """libc's madvise where pages of a file mapping can be dropped (Linux), else None."""
+  if not sys.platform.startswith("linux"):
+    return None
+  try:
+    return ctypes.CDLL(None, use_errno=True).madvise
+  except (OSError, AttributeError):
+    return None
+
+
+_RELEASE = _load_madvise()
+_MADV_DONTNEED = 4
+
+
+def _release_pages(pointer, nbytes):
+  """Drops the resident pages of a read-only file mapping: they stop counting as this process's
+  memory and are read from the file again if touched. Only for torch.load(mmap=True) storages
+  (on anonymous memory the same call would zero them)."""
+  start = pointer - pointer % mmap.PAGESIZE
+  if _RELEASE is not None and nbytes:
+    _RELEASE(ctypes.c_void_p(start), ctypes.c_size_t(pointer + nbytes - start), _MADV_DONTNEED)
 
 
 def _numpy_dtype(torch, dtype):

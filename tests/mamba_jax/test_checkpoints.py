@@ -471,6 +471,19 @@ def test_bfloat16_torch_files_round_trip(tmp_path):
     np.testing.assert_array_equal(params_of(loaded)[path], value, err_msg=str(path))
 
 
+def test_torch_files_of_the_legacy_format_load_too(tmp_path):
+  """torch.save's pre-1.6 (non-zip) format cannot be memory-mapped: read whole instead."""
+  torch = pytest.importorskip("torch")
+  model = random_model(tiny())
+  save_pretrained(model, tmp_path, format="mamba_ssm")
+  path = tmp_path / "pytorch_model.bin"
+  state = torch.load(path, weights_only=True)
+  torch.save(state, path, _use_new_zipfile_serialization=False)
+  _, loaded = load_pretrained(tmp_path)
+  for key, value in params_of(model).items():
+    np.testing.assert_array_equal(params_of(loaded)[key], value, err_msg=str(key))
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="host buffers are adopted on CPU")
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_cpu_jax_adopts_the_load_buffers_without_a_copy(dtype):
