@@ -16,8 +16,9 @@ they differ, the unpadded size as the extra field `unpadded_vocab_size`, so a ro
 MambaConfig.vocab_size (ids past it are padding that `mamba_jax.decode` never samples).
 
 Precision is a runtime choice: tensors of any floating dtype (bf16 and fp16 checkpoints too) load
-into `param_dtype` (float32 unless given; A_log, D and dt_bias stay float32). safetensors and,
-for .bin files only, torch are imported when used (the `interop` extra).
+into `param_dtype` (float32 unless given; A_log, D and dt_bias stay float32), one tensor at a
+time (mamba_jax.weight_files reads the files). Writing safetensors and reading or writing .bin
+files import safetensors and torch when used (the `interop` extra).
 """
 
 import dataclasses
