@@ -241,16 +241,16 @@ def test_generate_stops_each_sequence_at_eos(model):
 def test_the_command_stops_at_the_checkpoints_eos(model, checkpoint, tmp_path, capsys):
   from mamba_jax.generate import main
 
-  plain = greedy(model, [4, 5, 6], 8)
+  plain = greedy(model, [4, 5, 6], 4)  # the shapes of test_token_ids_without_a_tokenizer
   eos = plain[1]
   for name in ("config.json", "model.safetensors"):
     (tmp_path / name).write_bytes((checkpoint / name).read_bytes())
   raw = json.loads((tmp_path / "config.json").read_text())
   (tmp_path / "config.json").write_text(json.dumps({**raw, "eos_token_id": eos}))
-  argv = ["--checkpoint", str(tmp_path), "--prompt_ids", "4,5,6", "--max_new_tokens", "8"]
+  argv = ["--checkpoint", str(tmp_path), "--prompt_ids", "4,5,6", "--max_new_tokens", "4"]
   main(argv)
   output = capsys.readouterr().out
   assert printed_ids(output, "new") == plain[: plain.index(eos) + 1]
-  assert f"stopped at eos_token_id {eos}" in output and "8 new tokens in" in output
+  assert f"stopped at eos_token_id {eos}" in output and "4 new tokens in" in output
   main([*argv, "--eos_token_id", "-1"])
   assert printed_ids(capsys.readouterr().out, "new") == plain
