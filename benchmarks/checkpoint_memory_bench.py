@@ -56,9 +56,11 @@ def _write(directory, d_model, vocab, dtype, format):
 
 
 def _measure(directory, dtype, format):
-  """Child: (RSS after the backend started, peak RSS, parameter bytes) of one load, in bytes.
+  """Child: (RSS after the backend started, peak RSS, parameter bytes) of one load, in bytes,
+  and its wall-clock seconds.
   For a .bin, torch is imported before the first RSS (its import alone is some 230 MiB)."""
   import resource
+  import time
 
   if format == "mamba_ssm":
     import torch  # noqa: F401
@@ -72,10 +74,12 @@ def _measure(directory, dtype, format):
   jnp.zeros(1).block_until_ready()
   with open("/proc/self/status") as f:
     base = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+  start = time.perf_counter()
   _, model = load_pretrained(directory, param_dtype=getattr(jnp, dtype))
   params = jax.block_until_ready(jax.tree.leaves(nnx.state(model, nnx.Param)))
+  seconds = time.perf_counter() - start
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-  return {"base": base, "peak": peak, "params": sum(p.nbytes for p in params)}
+  return {"base": base, "peak": peak, "params": sum(p.nbytes for p in params), "s": seconds}
 
 
 def _child(args, pythonpath):
@@ -106,7 +110,7 @@ def main():
     return
   print(f"mamba_jax from {os.path.abspath(args.code)}; format {args.format}; {N_LAYERS} layers")
   header = ("shape", "dtype", "params MiB", "largest MiB", "rise MiB", "rise/params", "goal MiB")
-  print("{:<10} {:<9} {:>10} {:>11} {:>9} {:>11} {:>9}  met".format(*header))
+  print("{:<10} {:<9} {:>10} {:>11} {:>9} {:>11} {:>9}  met  load s".format(*header))
   with tempfile.TemporaryDirectory() as tmp:
     for shape in args.shapes.split(","):
       d_model, vocab = SHAPES[shape]
@@ -122,7 +126,7 @@ def main():
         print(
           f"{shape:<10} {dtype:<9} {params / MIB:>10.0f} "
           f"{largest / MIB:>11.0f} {rise / MIB:>9.0f} {rise / params:>10.2f}x "
-          f"{goal / MIB:>9.0f}  {'yes' if rise <= goal else 'NO'}"
+          f"{goal / MIB:>9.0f}  {'yes' if rise <= goal else 'NO ':<3}  {m['s']:>6.2f}"
         )
         sys.stdout.flush()
 
