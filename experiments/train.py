@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 
 from experiments import checkpointing, metrics, parallel, preemption, selection, studies
+from experiments.progress_log import ProgressLog
 
 CONFIG_FILE = "config.json"
 
@@ -84,6 +85,7 @@ def train_and_evaluate(config, workdir):
   state, checkpointer, start = restore_or_init(task, config, workdir, mesh)
   total = config.num_train_steps
   writer = metrics.MetricWriter(workdir, total, start)
+  log = ProgressLog(total, start)  # lines where tqdm's bar is hidden
   train_step = jax.jit(
     task.train_step,
     donate_argnums=0,
@@ -109,6 +111,7 @@ def train_and_evaluate(config, workdir):
             )
           writer.write(done, values)
           writer.progress(done, loss=float(values["loss"]))
+          log.update(done, float(values["loss"]))
         if best is not None and (done % config.eval.eval_every_steps == 0 or done == total):
           best.update(done, state, task.validation_scores(state))
         stopping = stop.requested() and done < total

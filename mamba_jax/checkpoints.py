@@ -16,22 +16,28 @@ they differ, the unpadded size as the extra field `unpadded_vocab_size`, so a ro
 MambaConfig.vocab_size (ids past it are padding that `mamba_jax.decode` never samples).
 
 Precision is a runtime choice: tensors of any floating dtype (bf16 and fp16 checkpoints too) load
-into `param_dtype` (float32 unless given; A_log, D and dt_bias stay float32). safetensors and,
-for .bin files only, torch are imported when used (the `interop` extra).
+into `param_dtype` (float32 unless given; A_log, D and dt_bias stay float32), one tensor at a
+time (mamba_jax.weight_files reads the files). Writing safetensors and reading or writing .bin
+files import safetensors and torch when used (the `interop` extra).
 """
 
 import dataclasses
 import json
+import math
 import pathlib
 import re
+import sys
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mamba_jax import hub
 from mamba_jax.config import MambaConfig
-from mamba_jax.models import MambaLM, stack_layers, unstack_layers
+from mamba_jax.models import MambaLM, unstack_layers
+from mamba_jax.weight_files import INTEROP_EXTRA, import_torch, open_weights, read_json_object
 
 FORMATS = ("hf", "mamba_ssm")
 CONFIG_NAME = "config.json"
@@ -41,7 +47,7 @@ TORCH_NAME = "pytorch_model.bin"
 TORCH_INDEX_NAME = "pytorch_model.bin.index.json"
 WEIGHT_NAMES = (SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, TORCH_NAME, TORCH_INDEX_NAME)
 _SHARD_PATTERN = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
-INTEROP_EXTRA = "pip install 'mamba-jax[interop]'"
+MAX_LISTED_PROBLEMS = 20  # a bad checkpoint's ValueError lists this many, then a count
 
 # MambaConfig fields a checkpoint does not fix: how to run it, not what it is.
 RUNTIME_FIELDS = (
@@ -82,7 +88,8 @@ _MAMBA2 = (
 
 
 def load_pretrained(path, **runtime):
-  """(MambaConfig, MambaLM) from a checkpoint directory (or one of its weight files).
+  """(MambaConfig, MambaLM) from a checkpoint directory (or one of its weight files), or a Hugging
+  Face Hub model id such as "state-spaces/mamba-130m-hf" (mamba_jax.hub: needs huggingface_hub).
 
   The directory holds config.json in mamba_ssm's or transformers' schema and the weights as
   model.safetensors, sharded safetensors with model.safetensors.index.json, or
@@ -92,19 +99,32 @@ def load_pretrained(path, **runtime):
   raises one ValueError that names every such tensor with the shape expected; a Mamba-2
   checkpoint is refused. Nothing is ever loaded partially.
   """
-  unknown = sorted(set(runtime) - set(RUNTIME_FIELDS))
-  if unknown:
-    raise ValueError(
-      f"load_pretrained: {unknown} cannot be overridden: the checkpoint's "
-      f"config.json fixes the architecture; only {RUNTIME_FIELDS} can be given"
-    )
+  _check_runtime(runtime)
   directory, weights_file = _locate(path)
-  raw = _read_json(directory / CONFIG_NAME)
-  schema = config_schema(raw)
-  config = config_from_dict(raw, **runtime)
-  tensors, source = _read_weights(directory, weights_file)
-  _refuse_mamba2_tensors(tensors, source)
-  return config, _build_model(config, _expected_tensors(config, schema, raw), tensors, source)
+  config, schema, raw = _read_config(directory, runtime)
+  weights = _open_weights(directory, weights_file)
+  try:
+    _refuse_mamba2_tensors(weights.specs, weights.source)
+    return config, _build_model(config, _expected_tensors(config, schema, raw), weights)
+  finally:
+    weights.close()
+
+
+def load_config(path, **runtime):
+  """The MambaConfig of a checkpoint (as `load_pretrained` gives it), without its weights."""
+  _check_runtime(runtime)
+  return _read_config(_locate(path)[0], runtime)[0]
+
+
+def checkpoint_directory(path):
+  """The local directory of a checkpoint: `path`'s, or a Hub model id's after downloading."""
+  return _locate(path)[0]
+
+
+def checkpoint_eos_token_id(path):
+  """config.json's eos_token_id (transformers' schema has one), or None."""
+  eos = _read_raw_config(_locate(path)[0]).get("eos_token_id")
+  return eos if isinstance(eos, int) and not isinstance(eos, bool) and eos >= 0 else None
 
 
 def save_pretrained(model, path, format="hf", *, safe_serialization=None, max_shard_size=None):
@@ -113,10 +133,11 @@ def save_pretrained(model, path, format="hf", *, safe_serialization=None, max_sh
   format: "hf" (transformers' MambaForCausalLM: its config schema and tensor names) or
   "mamba_ssm" (MambaLMHeadModel's). safe_serialization: safetensors (default for "hf") or
   pytorch_model.bin (default for "mamba_ssm", which reads only that; needs torch).
-  max_shard_size: bytes per safetensors shard (default one file), with an index as
-  transformers writes it. Weight files of an earlier save in `path` are replaced.
-  Tensors keep their parameter dtype. `load_pretrained(path)` gives back the same parameters
-  and, given the same runtime fields, the same MambaConfig.
+  max_shard_size: bytes per safetensors shard (default one file), an int or a string as
+  transformers takes it ("5GB", "500MiB"), with an index as transformers writes it. Weight
+  files of an earlier save in `path` are replaced. Tensors keep their parameter dtype.
+  `load_pretrained(path)` gives back the same parameters and, given the same runtime fields, the
+  same MambaConfig.
   """
   if format not in FORMATS:
     raise ValueError(f"save_pretrained: format = {format!r}; expected one of {FORMATS}")
@@ -129,8 +150,9 @@ def save_pretrained(model, path, format="hf", *, safe_serialization=None, max_sh
     raise ValueError(
       "save_pretrained: max_shard_size shards safetensors files only; pass safe_serialization=True"
     )
+  max_shard_size = None if max_shard_size is None else _shard_bytes(max_shard_size)
   tensors = _torch_tensors(model, format)
-  torch = None if safe else _import_torch("write pytorch_model.bin")
+  torch = None if safe else import_torch("write pytorch_model.bin")
   directory = pathlib.Path(path)
   directory.mkdir(parents=True, exist_ok=True)
   _remove_old_weights(directory)
@@ -141,8 +163,34 @@ def save_pretrained(model, path, format="hf", *, safe_serialization=None, max_sh
   (directory / CONFIG_NAME).write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
 
 
+def _shard_bytes(size):
+  """Bytes of max_shard_size: a positive int or a string such as "5GB" (10**9) or "5GiB"."""
+  units = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+  units.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+  match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?I?B)\s*", str(size).upper())
+  if isinstance(size, int) and not isinstance(size, bool):
+    count = size
+  elif isinstance(size, str) and match and match.group(2) in units:
+    count = int(float(match.group(1)) * units[match.group(2)])
+  else:
+    count = 0
+  if count < 1:
+    raise ValueError(
+      f"save_pretrained: max_shard_size = {size!r}; expected a positive number of bytes, "
+      'as an int or a string such as "5GB" or "500MiB"'
+    )
+  return count
+
+
 def config_schema(raw):
   """ "hf" or "mamba_ssm": which program's config.json `raw` is (Mamba-2 and others refused)."""
+  if not isinstance(raw, dict):
+    raise ValueError(f"config.json holds a {type(raw).__name__}; expected a JSON object")
+  if not isinstance(raw.get("ssm_cfg") or {}, dict):
+    raise ValueError(
+      f"config.json: ssm_cfg is a {type(raw['ssm_cfg']).__name__}; expected a JSON object of "
+      "mamba_ssm's Mamba arguments"
+    )
   if raw.get("model_type") is not None or "hidden_size" in raw:
     model_type = raw.get("model_type", "mamba")
     if model_type == "mamba2" or any("Mamba2" in str(a) for a in raw.get("architectures") or ()):
@@ -199,10 +247,16 @@ def config_to_dict(config, format):
 def _fields_from_hf(raw):
   if raw.get("hidden_act", "silu") != "silu":
     raise ValueError(f"config.json: hidden_act {raw['hidden_act']!r}; Mamba uses 'silu'")
-  rows = _required(raw, "vocab_size")
+  rows = _integer(raw, "vocab_size")
+  unpadded = _integer(raw, "unpadded_vocab_size", rows)
+  if unpadded > rows:
+    raise ValueError(
+      f"config.json: unpadded_vocab_size {unpadded} exceeds vocab_size {rows}, the number of "
+      "embedding rows stored"
+    )
   return dict(
-    d_model=_required(raw, "hidden_size"),
-    n_layers=_required(raw, "num_hidden_layers"),
+    d_model=_integer(raw, "hidden_size"),
+    n_layers=_integer(raw, "num_hidden_layers"),
     d_state=raw.get("state_size", 16),
     d_conv=raw.get("conv_kernel", 4),
     expand=raw.get("expand", 2),
@@ -216,7 +270,7 @@ def _fields_from_hf(raw):
     rms_norm_eps=raw.get("layer_norm_epsilon", 1e-5),
     residual_in_fp32=raw.get("residual_in_fp32", True),
     tie_embeddings=raw.get("tie_word_embeddings", True),
-    vocab_size=raw.get("unpadded_vocab_size", rows),
+    vocab_size=unpadded,
     pad_vocab_size_multiple=raw.get("pad_vocab_size_multiple", 8),
     initializer_range=raw.get("initializer_range", 0.1),
   )
@@ -244,9 +298,9 @@ def _fields_from_mamba_ssm(raw):
     )
   fields = {name: ssm_cfg[name] for name in _SSM_CFG_FIELDS if name in ssm_cfg}
   return dict(
-    d_model=_required(raw, "d_model"),
-    n_layers=_required(raw, "n_layer"),
-    vocab_size=_required(raw, "vocab_size"),
+    d_model=_integer(raw, "d_model"),
+    n_layers=_integer(raw, "n_layer"),
+    vocab_size=_integer(raw, "vocab_size"),
     pad_vocab_size_multiple=raw.get("pad_vocab_size_multiple", 8),
     residual_in_fp32=raw.get("residual_in_fp32", True),
     tie_embeddings=raw.get("tie_embeddings", True),
@@ -320,14 +374,26 @@ def _warn_dropped(config, format, names):
     warnings.warn(
       f"save_pretrained(format={format!r}): {dropped} (initialisation only) are not "
       "kept in its config.json and load back as MambaConfig's defaults",
-      stacklevel=4,
+      stacklevel=_caller_stacklevel(),
     )
 
 
-def _required(raw, key):
-  if key not in raw:
+def _caller_stacklevel():
+  """warnings.warn's stacklevel of the first frame outside this module (the user's call)."""
+  frame, level = sys._getframe(1), 1
+  while frame is not None and frame.f_code.co_filename == __file__:
+    frame, level = frame.f_back, level + 1
+  return level
+
+
+def _integer(raw, key, default=None):
+  """raw[key], an int (a missing field without a default, or another type, is refused)."""
+  if key not in raw and default is None:
     raise ValueError(f"config.json: missing field {key!r}")
-  return raw[key]
+  value = raw.get(key, default)
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ValueError(f"config.json: {key} = {value!r}; expected a positive integer")
+  return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,15 +407,23 @@ class _Tensor:
   def __init__(self, key, shape, path, layout="same", rows=None):
     self.key, self.shape, self.path, self.layout, self.rows = key, tuple(shape), path, layout, rows
 
-  def to_ours(self, array):
-    if self.layout == "linear":
-      return array.T
-    if self.layout == "conv":
-      return array[:, 0, :]
+  def fill(self, target, array):
+    """Writes `array` (torch layout) into `target` (the parameter's layout and dtype), casting
+    as it copies; the padding rows of the vocabulary become zeros."""
+    ours = array.T if self.layout in ("linear", "head") else array
+    ours = ours[:, 0, :] if self.layout == "conv" else ours
     if self.layout in ("embedding", "head"):
-      padded = np.pad(array, ((0, self.rows - array.shape[0]), (0, 0)))
-      return padded.T if self.layout == "head" else padded
-    return array
+      n = array.shape[0]
+      rows = (slice(None, n), slice(n, None))
+      target, padding = (
+        (target[rows[0]], target[rows[1]])
+        if self.layout == "embedding"
+        else (target[:, rows[0]], target[:, rows[1]])
+      )
+      padding[...] = 0
+    if ours.shape != target.shape:  # the map and MambaLM disagree: a bug here, not the file
+      raise RuntimeError(f"checkpoint map gives {self.path} shape {ours.shape}, not {target.shape}")
+    target[...] = ours
 
   def to_torch(self, array):
     if self.layout in ("linear", "head"):
@@ -417,78 +491,101 @@ def _expected_tensors(config, schema, raw=None):
   return tensors
 
 
-def _check_tensors(expected, tensors, tied, source):
+def _check_tensors(expected, weights, tied):
   """Every problem of the whole checkpoint at once (nothing is built while there is one)."""
-  by_key = {t.key: t for t in expected}
-  if tied and "lm_head.weight" in tensors:  # mamba_ssm's .bin stores the tied head as well
-    head, embedding = tensors["lm_head.weight"], tensors.get(expected[0].key)
-    if embedding is None or head.shape != embedding.shape or not np.array_equal(head, embedding):
+  by_key, specs, source = {t.key: t for t in expected}, weights.specs, weights.source
+  if tied and "lm_head.weight" in specs:  # mamba_ssm's .bin stores the tied head as well
+    embedding = expected[0].key
+    if specs["lm_head.weight"][0] != specs.get(embedding, (None,))[0] or not np.array_equal(
+      weights.read("lm_head.weight"), weights.read(embedding)
+    ):
       raise ValueError(
         f"{source}: tensor 'lm_head.weight' differs from the embedding "
-        f"'{expected[0].key}' but config.json ties them (tie_word_embeddings / "
+        f"'{embedding}' but config.json ties them (tie_word_embeddings / "
         "tie_embeddings); nothing was loaded"
       )
   problems = []
   for tensor in expected:
-    array = tensors.get(tensor.key)
-    if array is None:
+    shape, dtype = specs.get(tensor.key, (None, None))
+    if shape is None:
       problems.append(f"missing tensor '{tensor.key}': expected shape {tensor.shape}")
-    elif tuple(array.shape) != tensor.shape:
+    elif shape != tensor.shape:
+      problems.append(f"tensor '{tensor.key}' has shape {shape}; expected {tensor.shape}")
+    elif not jnp.issubdtype(dtype, jnp.floating):
       problems.append(
-        f"tensor '{tensor.key}' has shape {tuple(array.shape)}; expected {tensor.shape}"
+        f"tensor '{tensor.key}' has dtype {dtype}; expected a floating dtype, shape {tensor.shape}"
       )
-    elif not jnp.issubdtype(array.dtype, jnp.floating):
-      problems.append(
-        f"tensor '{tensor.key}' has dtype {array.dtype}; expected a floating "
-        f"dtype, shape {tensor.shape}"
-      )
-  for key in sorted(set(tensors) - set(by_key) - ({"lm_head.weight"} if tied else set())):
+  for key in sorted(set(specs) - set(by_key) - ({"lm_head.weight"} if tied else set())):
     problems.append(
-      f"unknown tensor '{key}' (shape {tuple(np.shape(tensors[key]))}): no "
+      f"unknown tensor '{key}' (shape {specs[key][0]}): no "
       "parameter of a Mamba-1 MambaLM with this config.json takes it"
     )
   if problems:
+    listed = problems[:MAX_LISTED_PROBLEMS]
+    if len(problems) > len(listed):
+      listed.append(f"... and {len(problems) - len(listed)} more")
     raise ValueError(
       f"{source}: {len(problems)} tensor(s) do not match config.json; nothing "
-      "was loaded:\n  " + "\n  ".join(problems)
+      "was loaded:\n  " + "\n  ".join(listed)
     )
 
 
-def _build_model(config, expected, tensors, source):
-  tensors = _embedding_alias(tensors, expected[0].key)
-  _check_tensors(expected, tensors, config.tie_embeddings, source)
+def _build_model(config, expected, weights):
+  """The MambaLM of `config` with the checkpoint's tensors, read and placed one parameter at a
+  time: each parameter (with stacked layers, each stack) is a numpy buffer in its final dtype,
+  filled tensor by tensor (each read, cast and dropped in turn), then handed to JAX before the
+  next is read. On CPU JAX adopts the buffer without a copy (`_host_buffer`); elsewhere it is
+  copied to the device and freed. A load's peak is then about the parameters plus one tensor
+  as the file stores it, whatever the file's dtype."""
+  _embedding_alias(weights, expected[0].key)
+  _check_tensors(expected, weights, config.tie_embeddings)
+  if config.tie_embeddings and "lm_head.weight" in weights.specs:
+    weights.drop("lm_head.weight")  # the embedding's copy (in a .bin, its storage too)
   model = nnx.eval_shape(lambda: MambaLM(config, rngs=nnx.Rngs(0)))
-  params = {}
-  for tensor in expected:
-    _set(params, tensor.path, tensor.to_ours(tensors[tensor.key]))
-  if config.resolved_scan_layers:
-    params = stack_layers(params)
   abstract = nnx.state(model, nnx.Param)
-  wanted = {path: v for path, v in nnx.to_flat_state(abstract)}
-  given = dict(_flatten(params))
-  if set(wanted) != set(given):  # the tensor map and MambaLM disagree: a bug here, not the file
+  wanted = dict(nnx.to_flat_state(abstract))
+  groups = {}  # parameter path -> [(tensor, layer index in the stack or None)]
+  for tensor in expected:
+    path, layer = _destination(tensor.path, config.resolved_scan_layers)
+    groups.setdefault(path, []).append((tensor, layer))
+  if set(wanted) != set(groups):  # the tensor map and MambaLM disagree: a bug here, not the file
     raise RuntimeError(
-      f"checkpoint map out of date with MambaLM: {sorted(set(wanted) ^ set(given), key=str)}"
+      f"checkpoint map out of date with MambaLM: {sorted(set(wanted) ^ set(groups), key=str)}"
     )
   pure = {}
-  for path, variable in wanted.items():
-    value = jnp.asarray(given[path], variable.dtype)
-    if value.shape != variable.shape:
-      raise RuntimeError(f"checkpoint map gives {path} shape {value.shape}, not {variable.shape}")
-    _set(pure, path, value)
+  for path, members in groups.items():
+    buffer = _host_buffer(wanted[path].shape, wanted[path].dtype)
+    for tensor, layer in members:
+      tensor.fill(buffer if layer is None else buffer[layer], weights.take(tensor.key))
+    _set(pure, path, jax.device_put(buffer, may_alias=True))
+    del buffer
   nnx.replace_by_pure_dict(abstract, pure)
   nnx.update(model, abstract)
   return model
 
 
-def _embedding_alias(tensors, key):
+def _host_buffer(shape, dtype, alignment=64):
+  """An uninitialised numpy array aligned as XLA's CPU client needs to adopt it without a copy
+  (numpy aligns to 16 bytes; jax.device_put(may_alias=True) then copies)."""
+  dtype = np.dtype(dtype)
+  raw = np.empty(math.prod(shape) * dtype.itemsize + alignment, np.uint8)
+  start = -raw.ctypes.data % alignment
+  return raw[start : start + math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def _destination(path, stacked):
+  """(parameter path, layer index or None) of a tensor's per-layer path in the model built."""
+  if stacked and path[:2] == ("backbone", "layers"):
+    return ("backbone", "stacked_layers") + path[3:], path[2]
+  return path, None
+
+
+def _embedding_alias(weights, key):
   """transformers also reads `backbone.embedding.weight` (and mamba_ssm's name in its
   load hook); accept either name for the embedding, in either schema."""
   alias = _EMBEDDING_KEYS["mamba_ssm" if key == _EMBEDDING_KEYS["hf"] else "hf"]
-  if key not in tensors and alias in tensors:
-    tensors = dict(tensors)
-    tensors[key] = tensors.pop(alias)
-  return tensors
+  if key not in weights.specs and alias in weights.specs:
+    weights.rename(alias, key)
 
 
 def _torch_tensors(model, format):
@@ -504,16 +601,14 @@ def _torch_tensors(model, format):
   return tensors
 
 
-def _refuse_mamba2_tensors(tensors, source):
-  for key, array in tensors.items():
+def _refuse_mamba2_tensors(specs, source):
+  for key, (shape, _) in specs.items():
     if (
       key.endswith("mixer.dt_bias")
       or key.endswith("mixer.norm.weight")
-      or (key.endswith("mixer.A_log") and np.ndim(array) == 1)
+      or (key.endswith("mixer.A_log") and len(shape) == 1)
     ):
-      raise ValueError(
-        f"{source} " + _MAMBA2.format(f"tensor '{key}' of shape {tuple(np.shape(array))}")
-      )
+      raise ValueError(f"{source} " + _MAMBA2.format(f"tensor '{key}' of shape {shape}"))
 
 
 def _set(tree, path, value):
@@ -536,7 +631,10 @@ def _flatten(tree, prefix=()):
 
 
 def _locate(path):
-  """(directory, weights file or None) for a checkpoint directory or one of its files."""
+  """(directory, weights file or None) for a checkpoint directory, one of its files or a Hub
+  model id (downloaded)."""
+  if hub.is_hub_id(path):
+    return hub.download(str(path)), None
   path = pathlib.Path(path)
   if path.is_dir():
     return path, None
@@ -547,20 +645,40 @@ def _locate(path):
   raise ValueError(f"load_pretrained: no such checkpoint directory or file: '{path}'")
 
 
-def _read_json(path):
+def _check_runtime(runtime):
+  unknown = sorted(set(runtime) - set(RUNTIME_FIELDS))
+  if unknown:
+    raise ValueError(
+      f"load_pretrained: {unknown} cannot be overridden: the checkpoint's "
+      f"config.json fixes the architecture; only {RUNTIME_FIELDS} can be given"
+    )
+
+
+def _read_raw_config(directory):
+  path = directory / CONFIG_NAME
   if not path.is_file():
     raise ValueError(
       f"load_pretrained: missing file '{path}': a checkpoint directory holds "
       f"{CONFIG_NAME} (mamba_ssm's or transformers' schema) beside the weights"
     )
+  return read_json_object(path, "a JSON object of the model's fields")
+
+
+def _read_config(directory, runtime):
+  """(MambaConfig, schema, raw config.json) of a checkpoint directory plus runtime fields."""
+  raw = _read_raw_config(directory)
   try:
-    return json.loads(path.read_text())
-  except json.JSONDecodeError as error:
-    raise ValueError(f"load_pretrained: '{path}' is not valid JSON: {error}") from None
+    return config_from_dict(raw, **runtime), config_schema(raw), raw
+  except ValueError as error:  # name the file, unless a runtime field given here is at fault
+    message = str(error)
+    if any(message.startswith(f"MambaConfig.{name} ") for name in runtime):
+      raise
+    message = message[len("config.json") :] if message.startswith("config.json") else ": " + message
+    raise ValueError(f"load_pretrained: '{directory / CONFIG_NAME}'{message}") from None
 
 
-def _read_weights(directory, weights_file):
-  """({name: numpy array}, source description) from the first weight file present."""
+def _open_weights(directory, weights_file):
+  """WeightFiles of the given weights file, or of the first of WEIGHT_NAMES present."""
   if weights_file is None:
     for name in WEIGHT_NAMES:
       if (directory / name).is_file():
@@ -572,76 +690,13 @@ def _read_weights(directory, weights_file):
       )
   name = weights_file.name
   if name.endswith(".index.json"):
-    return _read_sharded(weights_file), str(weights_file)
-  if name.endswith(".safetensors"):
-    return _read_safetensors(weights_file), str(weights_file)
-  if name.endswith(".bin") or name.endswith(".pt") or name.endswith(".pth"):
-    return _read_torch(weights_file), str(weights_file)
+    return open_weights(weights_file, read_json_object(weights_file, "a shard index object"))
+  if name.endswith((".safetensors", ".bin", ".pt", ".pth")):
+    return open_weights(weights_file)
   raise ValueError(
     f"load_pretrained: '{weights_file}' is not a weights file; expected "
     ".safetensors, .bin or an .index.json of shards"
   )
-
-
-def _read_sharded(index_file):
-  weight_map = _read_json(index_file).get("weight_map")
-  if not isinstance(weight_map, dict):
-    raise ValueError(f"load_pretrained: '{index_file}' has no weight_map")
-  tensors = {}
-  for shard in sorted(set(weight_map.values())):
-    shard_file = index_file.parent / shard
-    if not shard_file.is_file():
-      names = sorted(key for key, value in weight_map.items() if value == shard)
-      raise ValueError(
-        f"load_pretrained: missing file '{shard_file}' (listed in "
-        f"'{index_file.name}', holds {names[:4]}{'...' if len(names) > 4 else ''})"
-      )
-    shard_tensors = (
-      _read_safetensors(shard_file) if shard.endswith(".safetensors") else _read_torch(shard_file)
-    )
-    tensors.update({key: value for key, value in shard_tensors.items()})
-  missing = sorted(set(weight_map) - set(tensors))
-  if missing:
-    raise ValueError(f"load_pretrained: '{index_file}' lists tensors its shards lack: {missing}")
-  return tensors
-
-
-def _read_safetensors(path):
-  try:
-    from safetensors.numpy import load_file
-  except ImportError as error:
-    raise ImportError(f"reading '{path}' needs the safetensors package: {INTEROP_EXTRA}") from error
-  return load_file(str(path))
-
-
-def _read_torch(path):
-  torch = _import_torch(f"read '{path}'")
-  state = torch.load(str(path), map_location="cpu", weights_only=True)
-  if not isinstance(state, dict):
-    raise ValueError(f"load_pretrained: '{path}' holds a {type(state).__name__}, not a state dict")
-  tensors = {}
-  for key, value in state.items():
-    if not isinstance(value, torch.Tensor):
-      raise ValueError(
-        f"load_pretrained: '{path}' entry '{key}' is a {type(value).__name__}, not a tensor"
-      )
-    value = value.detach().cpu()
-    if value.dtype == torch.bfloat16:  # numpy has no bfloat16: go through float32 (exact)
-      tensors[key] = value.float().numpy().astype(jnp.bfloat16)
-    else:
-      tensors[key] = value.numpy()
-  return tensors
-
-
-def _import_torch(purpose):
-  try:
-    import torch
-  except ImportError as error:
-    raise ImportError(
-      f"to {purpose} torch is needed (pytorch_model.bin files are torch pickles); "
-      f"install the interop extra: {INTEROP_EXTRA}, or use safetensors files"
-    ) from error
-  return torch
 
 
 def _remove_old_weights(directory):
@@ -703,6 +758,9 @@ __all__ = [
   "config_from_dict",
   "config_schema",
   "config_to_dict",
+  "checkpoint_directory",
+  "checkpoint_eos_token_id",
+  "load_config",
   "load_pretrained",
   "save_pretrained",
 ]

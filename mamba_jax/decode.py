@@ -123,12 +123,16 @@ def generate(
   top_k: int | None = None,
   rng: jax.Array | None = None,
   sequence_length: jax.Array | float | None = None,
+  eos_token_id: int | None = None,
 ) -> jax.Array:
   """Samples max_new_tokens tokens after `prompt` (batch, length) int from a MambaLM.
 
   Returns the new tokens (batch, max_new_tokens) int32. Compiled once per (model structure, prompt
   shape, max_new_tokens, top_k, greedy or not); the token loop is a `lax.scan`. For a
-  length-adaptive model L defaults to prompt length + max_new_tokens.
+  length-adaptive model L defaults to prompt length + max_new_tokens. eos_token_id: a sequence
+  stops at its first such token, and every later position holds eos_token_id as padding (the
+  loop still runs max_new_tokens steps; `mamba_jax.checkpoints.checkpoint_eos_token_id` reads a
+  checkpoint's).
   """
   if max_new_tokens < 1:
     raise ValueError(f"generate: max_new_tokens = {max_new_tokens}; expected at least 1")
@@ -136,11 +140,13 @@ def generate(
     raise ValueError(f"generate: top_k = {top_k}; expected None or 1..vocab size")
   if temperature < 0:
     raise ValueError(f"generate: temperature = {temperature}; expected >= 0 (0 is greedy)")
+  if eos_token_id is not None and not 0 <= eos_token_id < (model.config.padded_vocab_size or 0):
+    raise ValueError(f"generate: eos_token_id = {eos_token_id}; expected None or a token id")
   if model.config.discretization == "length_adaptive" and sequence_length is None:
     sequence_length = prompt.shape[1] + max_new_tokens
   rng = jax.random.key(0) if rng is None else rng
   graphdef, state = nnx.split(model)
-  return _generate(
+  tokens = _generate(
     graphdef,
     state,
     prompt,
@@ -151,6 +157,14 @@ def generate(
     top_k=top_k,
     greedy=temperature == 0,
   )
+  return tokens if eos_token_id is None else _pad_after_eos(tokens, eos_token_id)
+
+
+@jax.jit
+def _pad_after_eos(tokens, eos_token_id):
+  """Every token after a sequence's first eos_token_id replaced by eos_token_id."""
+  is_eos = tokens == eos_token_id
+  return jnp.where(jnp.cumsum(is_eos, axis=1) - is_eos > 0, eos_token_id, tokens)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "greedy"))

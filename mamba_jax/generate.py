@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mamba_jax import checkpoints, decode
+from mamba_jax import checkpoints, decode, hub
 
 TOKENIZER_NAME = "tokenizer.json"
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -46,11 +46,21 @@ def parse_args(argv=None):
   parser.add_argument("--top_k", type=int, default=None)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument(
+    "--eos_token_id",
+    type=int,
+    default=None,
+    help="stop at this token (default: config.json's eos_token_id, if any; -1: never stop)",
+  )
+  parser.add_argument(
     "--dtype", choices=sorted(_DTYPES), default="float32", help="parameter and compute dtype"
   )
   args = parser.parse_args(argv)
   if args.max_new_tokens < 1:
     parser.error(f"--max_new_tokens {args.max_new_tokens}: expected at least 1")
+  if not args.temperature >= 0:
+    parser.error(f"--temperature {args.temperature}: expected >= 0 (0 is greedy)")
+  if args.top_k is not None and args.top_k < 1:
+    parser.error(f"--top_k {args.top_k}: expected at least 1")
   if args.prompt_ids is not None:
     try:
       args.prompt_ids = [int(token) for token in args.prompt_ids.split(",") if token.strip()]
@@ -61,9 +71,11 @@ def parse_args(argv=None):
   return args
 
 
-def _load_tokenizer(directory, required):
-  """The checkpoint's tokenizers.Tokenizer, or None when it has none and none is required."""
-  path = pathlib.Path(directory) / TOKENIZER_NAME
+def _load_tokenizer(checkpoint, required):
+  """The checkpoint's tokenizers.Tokenizer, or None when it has none and none is required.
+  checkpoint: its directory, or a file in it."""
+  checkpoint = pathlib.Path(checkpoint)
+  path = (checkpoint.parent if checkpoint.is_file() else checkpoint) / TOKENIZER_NAME
   if not path.is_file():
     if required:
       raise SystemExit(f"error: --prompt needs {path}; pass token ids with --prompt_ids instead")
@@ -80,42 +92,77 @@ def _load_tokenizer(directory, required):
   return tokenizers.Tokenizer.from_file(str(path))
 
 
-def main(argv=None):
-  args = parse_args(argv)
-  dtype = _DTYPES[args.dtype]
-  config, model = checkpoints.load_pretrained(args.checkpoint, dtype=dtype, param_dtype=dtype)
+def _prompt_ids(args, vocab_size):
+  """(prompt ids, tokenizer or None), checked against the vocabulary with --top_k."""
+  if args.top_k is not None and args.top_k > vocab_size:
+    raise ValueError(f"--top_k {args.top_k}: expected at most the vocabulary size, {vocab_size}")
   tokenizer = _load_tokenizer(args.checkpoint, required=args.prompt is not None)
   if args.prompt is not None:
-    assert tokenizer is not None  # required=True above: loading raised otherwise
+    assert tokenizer is not None  # required=True: _load_tokenizer exits otherwise
     ids = tokenizer.encode(args.prompt).ids
   else:
     ids = args.prompt_ids
-  vocab_size = config.vocab_size
-  assert vocab_size is not None  # a language model's checkpoint always has one
   bad = [token for token in ids if not 0 <= token < vocab_size]
   if not ids or bad:
     raise SystemExit(
       f"error: prompt ids {bad or ids}: expected a non-empty prompt of ids in 0..{vocab_size - 1}"
     )
+  return ids, tokenizer
+
+
+def _eos_token_id(args, vocab_rows):
+  """--eos_token_id, else the checkpoint's; None for -1 or when there is none."""
+  eos = args.eos_token_id
+  if eos is None:
+    return checkpoints.checkpoint_eos_token_id(args.checkpoint)
+  if eos == -1:
+    return None
+  if not 0 <= eos < vocab_rows:
+    raise ValueError(f"--eos_token_id {eos}: expected -1 or a token id in 0..{vocab_rows - 1}")
+  return eos
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  dtype = _DTYPES[args.dtype]
+  try:  # everything that can be checked is, before the weights are read
+    if hub.is_hub_id(args.checkpoint):
+      args.checkpoint = str(hub.download(args.checkpoint))
+    config = checkpoints.load_config(args.checkpoint, dtype=dtype, param_dtype=dtype)
+    ids, tokenizer = _prompt_ids(args, config.vocab_size)
+    eos = _eos_token_id(args, config.padded_vocab_size)
+    config, model = checkpoints.load_pretrained(args.checkpoint, dtype=dtype, param_dtype=dtype)
+  except (ValueError, ImportError, OSError) as error:
+    raise SystemExit(f"error: {error}") from None
   prompt = jnp.asarray([ids], jnp.int32)
   rng = jax.random.key(args.seed)
 
   def run():
     start = time.perf_counter()
     tokens = decode.generate(
-      model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, rng=rng
+      model,
+      prompt,
+      args.max_new_tokens,
+      temperature=args.temperature,
+      top_k=args.top_k,
+      rng=rng,
+      eos_token_id=eos,
     )
     tokens = np.asarray(jax.block_until_ready(tokens))[0]
     return tokens, time.perf_counter() - start
 
   _, first_seconds = run()  # compiles
   new_tokens, seconds = run()
+  computed = len(new_tokens)  # the token loop runs max_new_tokens steps whatever EOS does
+  if eos is not None and eos in new_tokens:  # the rest is padding
+    new_tokens = new_tokens[: new_tokens.tolist().index(eos) + 1]
+    print(f"stopped at eos_token_id {eos} after {len(new_tokens)} new tokens")
   print(f"prompt ids: {ids}")
   print(f"new ids: {new_tokens.tolist()}")
   if tokenizer is not None:
     print(f"text: {tokenizer.decode(list(ids) + new_tokens.tolist())}")
   print(
-    f"{len(new_tokens)} new tokens in {seconds:.3f} s: {len(new_tokens) / seconds:.1f} "
+    f"{computed} new tokens in {seconds:.3f} s: {computed / seconds:.1f} "
     f"tokens/s (first run, compiling: {first_seconds:.2f} s; {jax.devices()[0].platform})"
   )
   return 0

@@ -7,6 +7,7 @@ Tests that need transformers skip cleanly without it; everything else needs only
 import json
 import os
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -351,6 +352,190 @@ def test_torch_files_without_torch_name_the_extra(tmp_path, saved, monkeypatch):
     load_pretrained(tmp_path / "bin")
   with pytest.raises(ImportError, match=r"mamba-jax\[interop\]"):
     save_pretrained(random_model(tiny()), tmp_path / "ssm", format="mamba_ssm")
+
+
+def edit_config(directory, change):
+  raw = json.loads((directory / "config.json").read_text())
+  (directory / "config.json").write_text(json.dumps(change(raw)))
+
+
+@pytest.mark.parametrize(
+  "damage, problem",
+  [
+    (lambda data: data[: len(data) // 2], r"model\.safetensors' is not a readable safetensors.*"),
+    (lambda data: data[:5], r"model\.safetensors' is not a readable safetensors.*truncated"),
+    (lambda data: b"garbage!" * 20, r"model\.safetensors' is not a readable safetensors file"),
+  ],
+  ids=["truncated", "header_only", "garbage"],
+)
+def test_a_damaged_safetensors_file_is_named(saved, damage, problem):
+  path = saved / "model.safetensors"
+  path.write_bytes(damage(path.read_bytes()))
+  with pytest.raises(ValueError, match=problem):
+    load_pretrained(saved)
+
+
+def test_a_truncated_torch_file_is_named(tmp_path):
+  pytest.importorskip("torch")
+  save_pretrained(random_model(tiny()), tmp_path, format="mamba_ssm")
+  path = tmp_path / "pytorch_model.bin"
+  path.write_bytes(path.read_bytes()[:-100])
+  with pytest.raises(ValueError, match=r"pytorch_model\.bin' is not a readable torch file"):
+    load_pretrained(tmp_path)
+
+
+class NotATensor:
+  pass
+
+
+def test_a_pickle_weights_only_refuses_is_not_loaded_nor_advised(tmp_path, saved):
+  torch = pytest.importorskip("torch")
+  (tmp_path / "bin").mkdir()
+  (tmp_path / "bin" / "config.json").write_text((saved / "config.json").read_text())
+  torch.save({"backbone.norm_f.weight": NotATensor()}, tmp_path / "bin" / "pytorch_model.bin")
+  with pytest.raises(ValueError, match=r"pytorch_model\.bin' is damaged or holds more") as error:
+    load_pretrained(tmp_path / "bin")
+  assert "NotATensor" in str(error.value) and "weights_only=False" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+  "change, problem",
+  [
+    (lambda raw: [raw], r"config\.json' holds a JSON list; expected a JSON object"),
+    (
+      lambda raw: {"d_model": 16, "n_layer": 2, "vocab_size": 50, "ssm_cfg": [4]},
+      r"config\.json': ssm_cfg is a list; expected a JSON object",
+    ),
+    (
+      lambda raw: {**raw, "vocab_size": "56"},
+      r"config\.json': vocab_size = '56'; expected a positive integer",
+    ),
+    (
+      lambda raw: {**raw, "unpadded_vocab_size": 60},
+      r"config\.json': unpadded_vocab_size 60 exceeds vocab_size 56",
+    ),
+    (lambda raw: {**raw, "state_size": 2.5}, r"config\.json': MambaConfig\.d_state = 2\.5"),
+  ],
+  ids=["not_an_object", "ssm_cfg", "vocab_size_type", "unpadded_vocab_size", "other_field"],
+)
+def test_a_bad_config_json_is_named_with_its_problem(saved, change, problem):
+  edit_config(saved, change)
+  with pytest.raises(ValueError, match=str(saved) + ".*" + problem):
+    load_pretrained(saved)
+
+
+def test_a_shard_index_that_is_not_an_object_is_named(tmp_path):
+  save_pretrained(random_model(tiny()), tmp_path, max_shard_size=8_000)
+  (tmp_path / "model.safetensors.index.json").write_text('["model-00001-of-00004.safetensors"]')
+  with pytest.raises(ValueError, match=r"index\.json' holds a JSON list; expected a shard index"):
+    load_pretrained(tmp_path)
+
+
+def test_the_list_of_bad_tensors_is_capped_with_a_count(saved):
+  edit_config(saved, lambda raw: {**raw, "num_hidden_layers": 1000})
+  with pytest.raises(ValueError) as error:
+    load_pretrained(saved)
+  lines = str(error.value).splitlines()
+  assert "9980 tensor(s) do not match" in lines[0]  # 998 layers of 10 tensors missing
+  assert len(lines) == 1 + checkpoints.MAX_LISTED_PROBLEMS + 1
+  assert lines[-1] == f"  ... and {9980 - checkpoints.MAX_LISTED_PROBLEMS} more"
+
+
+def test_max_shard_size_takes_transformers_strings_and_refuses_zero(tmp_path):
+  model = random_model(tiny())
+  save_pretrained(model, tmp_path / "kb", max_shard_size="8KB")
+  save_pretrained(model, tmp_path / "int", max_shard_size=8_000)
+  assert sorted(p.name for p in (tmp_path / "kb").iterdir()) == sorted(
+    p.name for p in (tmp_path / "int").iterdir()
+  )
+  save_pretrained(model, tmp_path / "gb", max_shard_size="5GB")
+  assert (tmp_path / "gb" / "model.safetensors").is_file()
+  for bad in (0, "0GB", "5 parsecs", -1, True):
+    with pytest.raises(ValueError, match="max_shard_size"):
+      save_pretrained(model, tmp_path / "bad", max_shard_size=bad)
+
+
+def test_the_save_warning_points_at_the_caller(tmp_path):
+  model = random_model(tiny(rescale_prenorm_residual=False))
+  with pytest.warns(UserWarning) as record:
+    save_pretrained(model, tmp_path)
+  assert record[0].filename == __file__
+
+
+def test_bfloat16_torch_files_round_trip(tmp_path):
+  pytest.importorskip("torch")
+  model = random_model(tiny(param_dtype=jnp.bfloat16))
+  save_pretrained(model, tmp_path, format="mamba_ssm")
+  _, loaded = load_pretrained(tmp_path, param_dtype=jnp.bfloat16)
+  for path, value in params_of(model).items():
+    np.testing.assert_array_equal(params_of(loaded)[path], value, err_msg=str(path))
+
+
+def test_torch_files_of_the_legacy_format_load_too(tmp_path):
+  """torch.save's pre-1.6 (non-zip) format cannot be memory-mapped: read whole instead."""
+  torch = pytest.importorskip("torch")
+  model = random_model(tiny())
+  save_pretrained(model, tmp_path, format="mamba_ssm")
+  path = tmp_path / "pytorch_model.bin"
+  state = torch.load(path, weights_only=True)
+  torch.save(state, path, _use_new_zipfile_serialization=False)
+  _, loaded = load_pretrained(tmp_path)
+  for key, value in params_of(model).items():
+    np.testing.assert_array_equal(params_of(loaded)[key], value, err_msg=str(key))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="host buffers are adopted on CPU")
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_cpu_jax_adopts_the_load_buffers_without_a_copy(dtype):
+  """What keeps a load at one copy of the parameters (benchmarks/checkpoint_memory_bench.py)."""
+  buffer = checkpoints._host_buffer((3, 5, 7), dtype)
+  buffer[...] = np.arange(105).reshape(3, 5, 7)
+  array = jax.device_put(buffer, may_alias=True)
+  assert array.unsafe_buffer_pointer() == buffer.ctypes.data
+  np.testing.assert_array_equal(np.asarray(array, np.float32), np.arange(105).reshape(3, 5, 7))
+
+
+HUB_ID = "state-spaces/mamba-130m-hf"
+
+
+def test_a_hub_id_offline_fails_fast_saying_how_to_download(tmp_path, monkeypatch):
+  hf_constants = pytest.importorskip("huggingface_hub.constants")
+  monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+  monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+  monkeypatch.chdir(tmp_path)  # no local folder of that name
+  start = time.perf_counter()
+  with pytest.raises(ValueError) as error:
+    load_pretrained(HUB_ID)
+  assert time.perf_counter() - start < 5
+  message = str(error.value)
+  assert "\n" not in message and f"could not download '{HUB_ID}'" in message
+  assert f"hf download {HUB_ID} --local-dir DIR" in message
+
+
+def test_a_hub_id_without_huggingface_hub_says_how_to_download(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(ValueError, match=f"needs the huggingface_hub package.*hf download {HUB_ID}"):
+    load_pretrained(HUB_ID)
+
+
+def test_a_hub_id_loads_its_snapshot_safetensors_first(saved, tmp_path, monkeypatch):
+  huggingface_hub = pytest.importorskip("huggingface_hub")
+  asked = []
+
+  def snapshot_download(repo_id, allow_patterns):
+    asked.append((repo_id, allow_patterns))
+    return str(saved)
+
+  monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+  monkeypatch.chdir(tmp_path)
+  config, _ = load_pretrained(HUB_ID)
+  assert config == load_pretrained(saved)[0] and len(asked) == 1
+  assert "model.safetensors" in asked[0][1] and "pytorch_model.bin" not in asked[0][1]
+  (saved / "model.safetensors").unlink()  # a repository of .bin files: asked for those next
+  with pytest.raises(ValueError, match="missing weights"):
+    load_pretrained(HUB_ID)
+  assert "pytorch_model.bin" in asked[2][1]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Needs safetensors (the checkpoint) and, for text prompts, tokenizers; never torc
 """
 
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -152,6 +153,61 @@ def test_argument_errors(checkpoint):
       parse_args(["--checkpoint", str(checkpoint), *argv])
 
 
+@pytest.fixture
+def damaged_checkpoint(checkpoint, tmp_path):
+  """The tiny checkpoint's config.json beside weights that cannot be read."""
+  (tmp_path / "config.json").write_text((checkpoint / "config.json").read_text())
+  (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+  return tmp_path
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["--temperature", "-0.5"], None),
+    (["--top_k", "0"], None),
+    (["--top_k", "51"], r"^error: --top_k 51: expected at most the vocabulary size, 50$"),
+  ],
+)
+def test_sampling_arguments_are_refused_before_the_weights_are_read(
+  damaged_checkpoint, argv, message, capsys
+):
+  from mamba_jax.generate import main
+
+  with pytest.raises(SystemExit) as error:
+    main(["--checkpoint", str(damaged_checkpoint), "--prompt_ids", "1", *argv])
+  if message is None:  # argparse's usage error
+    assert error.value.code == 2 and argv[0] in capsys.readouterr().err
+  else:
+    assert re.match(message, str(error.value.code))
+
+
+def test_a_load_error_is_one_error_line(damaged_checkpoint):
+  from mamba_jax.generate import main
+
+  with pytest.raises(SystemExit, match=r"^error: load_pretrained: .* not a readable safetensors"):
+    main(["--checkpoint", str(damaged_checkpoint), "--prompt_ids", "1"])
+
+
+def test_a_hub_id_that_cannot_be_had_is_one_error_line(tmp_path, monkeypatch):
+  from mamba_jax.generate import main
+
+  monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(SystemExit, match=r"^error: .*hf download state-spaces/mamba-130m-hf"):
+    main(["--checkpoint", "state-spaces/mamba-130m-hf", "--prompt_ids", "1"])
+
+
+def test_a_weights_file_finds_the_tokenizer_beside_it(model, checkpoint_with_tokenizer, capsys):
+  from mamba_jax.generate import main
+
+  weights = checkpoint_with_tokenizer / "model.safetensors"
+  main(["--checkpoint", str(weights), "--prompt", "the cat", "--max_new_tokens", "2"])
+  output = capsys.readouterr().out
+  assert printed_ids(output, "prompt") == [1, 2]
+  assert printed_ids(output, "new") == greedy(model, [1, 2], 2)
+
+
 def test_the_function_survives_an_import_of_the_module(model):
   module = importlib.import_module("mamba_jax.generate")
   assert mamba_jax.generate is module  # what Python does to the package attribute on import
@@ -162,3 +218,39 @@ def test_the_function_survives_an_import_of_the_module(model):
 
   np.testing.assert_array_equal(generate(model, prompt, 4, temperature=0.0), expected)
   assert "generate" in mamba_jax.__all__
+
+
+def expected_with_eos(row, eos):
+  """`row` up to its first eos, then eos as padding."""
+  row = list(row)
+  end = row.index(eos) + 1 if eos in row else len(row)
+  return row[:end] + [eos] * (len(row) - end)
+
+
+def test_generate_stops_each_sequence_at_eos(model):
+  prompt = jnp.asarray([[1, 2, 3], [4, 5, 6]])
+  plain = np.asarray(decode.generate(model, prompt, 8, rng=jax.random.key(1))).tolist()
+  eos = plain[0][2]
+  stopped = np.asarray(decode.generate(model, prompt, 8, rng=jax.random.key(1), eos_token_id=eos))
+  assert stopped.tolist() == [expected_with_eos(row, eos) for row in plain]
+  assert stopped.tolist() != plain  # the padding replaced some tokens
+  with pytest.raises(ValueError, match="eos_token_id"):
+    decode.generate(model, prompt, 8, eos_token_id=56)
+
+
+def test_the_command_stops_at_the_checkpoints_eos(model, checkpoint, tmp_path, capsys):
+  from mamba_jax.generate import main
+
+  plain = greedy(model, [4, 5, 6], 4)  # the shapes of test_token_ids_without_a_tokenizer
+  eos = plain[1]
+  for name in ("config.json", "model.safetensors"):
+    (tmp_path / name).write_bytes((checkpoint / name).read_bytes())
+  raw = json.loads((tmp_path / "config.json").read_text())
+  (tmp_path / "config.json").write_text(json.dumps({**raw, "eos_token_id": eos}))
+  argv = ["--checkpoint", str(tmp_path), "--prompt_ids", "4,5,6", "--max_new_tokens", "4"]
+  main(argv)
+  output = capsys.readouterr().out
+  assert printed_ids(output, "new") == plain[: plain.index(eos) + 1]
+  assert f"stopped at eos_token_id {eos}" in output and "4 new tokens in" in output
+  main([*argv, "--eos_token_id", "-1"])
+  assert printed_ids(capsys.readouterr().out, "new") == plain
