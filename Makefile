@@ -95,7 +95,7 @@ lint: $(STAMP)
 	$(VENV)/bin/basedpyright --pythonpath $(PY)
 
 bench: $(STAMP)
-	$(PY) -m kernels.selective_scan.bench
+	$(PY) -m mamba_jax_kernels.selective_scan.bench
 	$(PY) -m benchmarks.model_bench
 
 clean:

@@ -5,7 +5,6 @@ decode and the optimiser helper follow. Baselines (causal transformer, S4D) are 
 `mamba_jax.baselines`.
 """
 
-from kernels.selective_scan import selective_scan, selective_scan_step
 from mamba_jax.block import LayerCache, MambaBlock, ResidualBlock
 from mamba_jax.checkpoints import load_pretrained, save_pretrained
 from mamba_jax.config import MambaConfig
@@ -21,6 +20,7 @@ from mamba_jax.models import (
   unstack_layers,
 )
 from mamba_jax.optim import weight_decay_mask
+from mamba_jax_kernels.selective_scan import selective_scan, selective_scan_step
 
 __all__ = [
   "CausalConv1d",

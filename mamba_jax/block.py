@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from kernels.selective_scan import make_options, selective_scan, selective_scan_step
 from mamba_jax.discretization import (
   Discretization,
   resolve_sequence_length,
   valid_after_left_pad,
 )
 from mamba_jax.layers import CausalConv1d, RMSNorm, torch_linear, uniform_init
+from mamba_jax_kernels.selective_scan import make_options, selective_scan, selective_scan_step
 
 
 class LayerCache(NamedTuple):

@@ -11,7 +11,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from kernels.selective_scan import IMPLEMENTATIONS
+from mamba_jax_kernels.selective_scan import IMPLEMENTATIONS
 
 DISCRETIZATIONS = ("fixed", "length_adaptive")
 SCAN_LAYERS_FROM = 8  # scan_layers=None stacks and scans the layers from this depth on

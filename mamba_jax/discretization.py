@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from kernels.selective_scan import softplus
+from mamba_jax_kernels.selective_scan import softplus
 
 
 def resolve_sequence_length(sequence_length, lengths, batch, padded_length, left_pad=None):

@@ -7,16 +7,16 @@ reference implementation. Where `auto` trusts a fast path: `api.AUTO_TABLE`. Eve
 in this package is an implementation detail.
 """
 
-from kernels.selective_scan.api import (
+from mamba_jax_kernels.selective_scan.api import (
   IMPLEMENTATIONS,
   make_options,
   resolve_implementation,
   selective_scan,
 )
-from kernels.selective_scan.elementwise import softplus
-from kernels.selective_scan.options import PallasOptions, XlaOptions
-from kernels.selective_scan.reference import selective_scan_reference
-from kernels.selective_scan.step import selective_scan_step
+from mamba_jax_kernels.selective_scan.elementwise import softplus
+from mamba_jax_kernels.selective_scan.options import PallasOptions, XlaOptions
+from mamba_jax_kernels.selective_scan.reference import selective_scan_reference
+from mamba_jax_kernels.selective_scan.step import selective_scan_step
 
 __all__ = [
   "IMPLEMENTATIONS",

@@ -7,9 +7,10 @@ object (`options.py`); options meant for another implementation are refused, nev
 
 `implementation="auto"` picks from AUTO_TABLE, the one place that says where a fast path is
 trusted: a row names a platform, the device kinds and the JAX versions on which an
-implementation passed the hardware self-check (`python -m kernels.selective_scan.check`), with
-that evidence. Where no row matches, auto runs `xla` with the in-chunk strategy measured fastest
-for the platform (`xla.default_strategy`).
+implementation passed the hardware self-check
+(`python -m mamba_jax_kernels.selective_scan.check`), with that evidence. Where no row matches,
+auto runs `xla` with the in-chunk strategy measured fastest for the platform
+(`xla.default_strategy`).
 """
 
 import dataclasses
@@ -18,8 +19,8 @@ from collections.abc import Callable
 
 import jax
 
-from kernels.selective_scan import arguments, pallas_gpu, pallas_op, reference, xla
-from kernels.selective_scan.options import Options, PallasOptions, XlaOptions
+from mamba_jax_kernels.selective_scan import arguments, pallas_gpu, pallas_op, reference, xla
+from mamba_jax_kernels.selective_scan.options import Options, PallasOptions, XlaOptions
 
 AUTO = "auto"
 # Platforms on which the Pallas kernels compile natively (elsewhere: interpret mode only).
@@ -140,8 +141,8 @@ class AutoRule:
     )
 
 
-# Rows are added only from a passing run of `python -m kernels.selective_scan.check` on the
-# hardware (correct against the reference on the test grid in float32 and bfloat16, values and
+# Rows are added only from a passing run of `python -m mamba_jax_kernels.selective_scan.check` on
+# the hardware (correct against the reference on the test grid in float32 and bfloat16, values and
 # gradients, bitwise-deterministic gradients, faster than the best xla at the benchmark shapes);
 # its report prints the row to add. No kernel has run on a GPU or TPU yet (BUILD_NOTES.md), so
 # there is none: everywhere auto runs xla, with xla.default_strategy's in-chunk strategy.

@@ -1,4 +1,5 @@
-r"""Benchmark of the selective-scan implementations: `python -m kernels.selective_scan.bench`.
+r"""Benchmark of the selective-scan implementations:
+`python -m mamba_jax_kernels.selective_scan.bench`.
 
 Prints one table: implementation x shape x dtype x {forward, forward+backward} with the median
 time after warm-up, GB/s against the minimal bytes (each input read once, each output written
@@ -8,11 +9,12 @@ XLA's compiled temporary buffers (every backend) and the device's peak (where it
 
 Runs unchanged on CPU, GPU and TPU; implementations the platform cannot run natively (Pallas on
 CPU) are left out rather than timed in interpret mode. Examples:
-  python -m kernels.selective_scan.bench                       # the issue's shapes
-  python -m kernels.selective_scan.bench --preset=small        # a quick look (the demo)
-  python -m kernels.selective_scan.bench --shapes=8x2048x1536x16 --dtypes=bfloat16
-  python -m kernels.selective_scan.bench --sass   # SASS per time step, no GPU needed
-  python -m kernels.selective_scan.bench --aot=v5e,v6e --shapes=8x2048x1536x16 --dtypes=bfloat16
+  python -m mamba_jax_kernels.selective_scan.bench                       # the issue's shapes
+  python -m mamba_jax_kernels.selective_scan.bench --preset=small        # a quick look (the demo)
+  python -m mamba_jax_kernels.selective_scan.bench --shapes=8x2048x1536x16 --dtypes=bfloat16
+  python -m mamba_jax_kernels.selective_scan.bench --sass   # SASS per time step, no GPU needed
+  python -m mamba_jax_kernels.selective_scan.bench --aot=v5e,v6e --shapes=8x2048x1536x16 \
+    --dtypes=bfloat16
 (--aot: no timing; the TPU compiler's static schedule on this host, see `tpu_static_cost`.)
 """
 
@@ -24,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from kernels.selective_scan import api, gpu_sass, tpu_static_cost
-from kernels.selective_scan.options import PallasOptions, XlaOptions
+from mamba_jax_kernels.selective_scan import api, gpu_sass, tpu_static_cost
+from mamba_jax_kernels.selective_scan.options import PallasOptions, XlaOptions
 
 PRESETS = {
   # (batch, length, d_inner, d_state): a Mamba-130M layer, the image-reconstruction study's

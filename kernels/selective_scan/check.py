@@ -1,4 +1,5 @@
-r"""Hardware self-check of the selective-scan op: `python -m kernels.selective_scan.check`.
+r"""Hardware self-check of the selective-scan op:
+`python -m mamba_jax_kernels.selective_scan.check`.
 
 Run it first on any new accelerator, JAX version or kernel change. On the default device it
   1. compiles every implementation (reference, xla with each in-chunk strategy, pallas) and
@@ -18,9 +19,9 @@ The exit status is 1 when any implementation fails.
 Pallas compiles natively on TPU and GPU only; elsewhere it is skipped unless --interpret, which
 runs it in interpret mode (a stand-in for the accelerator: checks the kernel's logic, not its
 compilation or speed). Examples:
-  python -m kernels.selective_scan.check --out=check_h200.json      # under 5 minutes on a chip
-  python -m kernels.selective_scan.check --quick                    # small timing shapes
-  python -m kernels.selective_scan.check --interpret --quick        # CPU: kernels interpreted
+  python -m mamba_jax_kernels.selective_scan.check --out=check_h200.json  # under 5 min on a chip
+  python -m mamba_jax_kernels.selective_scan.check --quick                # small timing shapes
+  python -m mamba_jax_kernels.selective_scan.check --interpret --quick    # CPU: interpreted
 On a CPU the default times at the small shapes and checks the test grid (the full shapes alone
 take over 12 minutes there); --full checks the production-scale cases too and times at bench.py's
 full shapes, on any platform.
@@ -39,8 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.selective_scan import api, bench, testing, xla
-from kernels.selective_scan.options import Options
+from mamba_jax_kernels.selective_scan import api, bench, testing, xla
+from mamba_jax_kernels.selective_scan.options import Options
 
 DTYPES = ("float32", "bfloat16")
 DETERMINISM_RUNS = 3
@@ -296,7 +297,7 @@ def advice(target, results, interpret, benchmark_shapes):
       "pick it, add to AUTO_TABLE in kernels/selective_scan/api.py: "
       f"AutoRule({target.platform!r}, ({target.device_kind!r},), ({target.jax_version}, "
       f"<first JAX version not checked>), 'pallas', PallasOptions(), evidence='<date>, "
-      f"<machine>, python -m kernels.selective_scan.check: <this report>')"
+      f"<machine>, python -m mamba_jax_kernels.selective_scan.check: <this report>')"
     )
   strategies = {}
   for n, r in passed.items():
@@ -400,7 +401,8 @@ def default_preset(quick, full, platform=None):
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(
-    prog="python -m kernels.selective_scan.check", description=(__doc__ or "").split("\n\n")[0]
+    prog="python -m mamba_jax_kernels.selective_scan.check",
+    description=(__doc__ or "").split("\n\n")[0],
   )
   parser.add_argument("--out", default="selective_scan_check.json", help="JSON report path.")
   parser.add_argument(

@@ -23,7 +23,7 @@ import tempfile
 import jax
 import jax.numpy as jnp
 
-from kernels.selective_scan import pallas_op
+from mamba_jax_kernels.selective_scan import pallas_op
 
 # The shape the figures are quoted at: a Mamba-130M layer, batch 8 (BUILD_NOTES.md).
 SHAPE = (8, 2048, 1536, 16)
@@ -269,7 +269,7 @@ def issue_floor_ms(per_step, length, warps, clock_hz=H100_CLOCK_HZ, schedulers=H
 
 def report(shape=SHAPE, dtype=jnp.bfloat16, capability=90):
   """Lines of a Markdown table: per kernel and innermost loop, the SASS per time step and the
-  issue floor at `shape` on an H100 (`python -m kernels.selective_scan.bench --sass`)."""
+  issue floor at `shape` on an H100 (`python -m mamba_jax_kernels.selective_scan.bench --sass`)."""
   status = triton_wheel_status()
   if status is not None:
     return [f"# SASS report skipped: {status}"]

@@ -11,7 +11,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from kernels.selective_scan import elementwise
+from mamba_jax_kernels.selective_scan import elementwise
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from kernels.selective_scan import pallas_gpu_kernels as kernels
+from mamba_jax_kernels.selective_scan import pallas_gpu_kernels as kernels
 
 try:  # the Triton backend is deprecated and will leave JAX; fail at use, not at import
   from jax.experimental.pallas import triton as pltriton

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from kernels.selective_scan import pallas_common
+from mamba_jax_kernels.selective_scan import pallas_common
 
 LOG2E = 1.4426950408889634
 

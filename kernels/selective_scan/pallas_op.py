@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from kernels.selective_scan import pallas_common, pallas_gpu, pallas_tpu
+from mamba_jax_kernels.selective_scan import pallas_common, pallas_gpu, pallas_tpu
 
 BACKENDS = {"tpu": pallas_tpu, "gpu": pallas_gpu}
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from kernels.selective_scan import pallas_tpu_kernels as kernels
+from mamba_jax_kernels.selective_scan import pallas_tpu_kernels as kernels
 
 _SEMANTICS = ("parallel", "parallel", "arbitrary")
 LANES, SUBLANES = 128, 8

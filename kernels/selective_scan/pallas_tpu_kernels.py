@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from kernels.selective_scan import pallas_common
+from mamba_jax_kernels.selective_scan import pallas_common
 
 F32 = jnp.float32
 SUBLANES, LANES = 8, 128

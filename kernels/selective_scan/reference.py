@@ -11,7 +11,7 @@ by ordinary autodiff, so it needs no hand-written gradient to be trusted.
 import jax
 import jax.numpy as jnp
 
-from kernels.selective_scan import elementwise
+from mamba_jax_kernels.selective_scan import elementwise
 
 
 def selective_scan_reference(

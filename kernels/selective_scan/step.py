@@ -10,7 +10,7 @@ the scan. It is plain JAX: differentiable by autodiff and fused by XLA into the 
 import jax
 import jax.numpy as jnp
 
-from kernels.selective_scan import arguments, elementwise
+from mamba_jax_kernels.selective_scan import arguments, elementwise
 
 
 def selective_scan_step(

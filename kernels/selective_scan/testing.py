@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.selective_scan.api import selective_scan
+from mamba_jax_kernels.selective_scan.api import selective_scan
 
 # mamba_ssm's own test tolerances, for outputs and every gradient (docs/design.md).
 TOLERANCES = {

@@ -13,8 +13,8 @@ unrolled), so bundles x grid steps / clock is its compute time on the static sch
 waits and pipeline bubbles not counted). XLA's own programs loop over chunks, which the static
 file does not count, so for `xla` this reports XLA's cost analysis and the HBM bound.
 
-  python -m kernels.selective_scan.tpu_static_cost --chips=v5e,v6e --shapes=8x2048x1536x16
-(`python -m kernels.selective_scan.bench --aot=v5e` prints the same).
+  python -m mamba_jax_kernels.selective_scan.tpu_static_cost --chips=v5e,v6e --shapes=8x2048x1536x16
+(`python -m mamba_jax_kernels.selective_scan.bench --aot=v5e` prints the same).
 """
 
 import atexit
@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import SingleDeviceSharding
 
-from kernels.selective_scan import api, pallas_op
-from kernels.selective_scan.options import XlaOptions
+from mamba_jax_kernels.selective_scan import api, pallas_op
+from mamba_jax_kernels.selective_scan.options import XlaOptions
 
 
 @dataclasses.dataclass(frozen=True)

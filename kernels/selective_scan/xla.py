@@ -17,8 +17,8 @@ the custom-VJP core, where XLA fuses them.
 import jax
 import jax.numpy as jnp
 
-from kernels.selective_scan import elementwise
-from kernels.selective_scan.options import XLA_STRATEGIES as STRATEGIES
+from mamba_jax_kernels.selective_scan import elementwise
+from mamba_jax_kernels.selective_scan.options import XLA_STRATEGIES as STRATEGIES
 
 # Bytes of one chunk's state tensor (chunk, batch, d_inner, d_state) that the default chunk size
 # aims for: large enough to amortise per-chunk overhead, small enough to stay cache-friendly.

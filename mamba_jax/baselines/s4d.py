@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from kernels.selective_scan import selective_scan
 from mamba_jax.baselines.s4d_kernel import causal_convolution, s4d_kernel
 from mamba_jax.layers import RMSNorm, torch_linear
+from mamba_jax_kernels.selective_scan import selective_scan
 
 KERNELS = ("scan", "fft")
 INITS = ("real", "lin")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from kernels.selective_scan import PallasOptions, XlaOptions
 from mamba_jax.block import MambaBlock, ResidualBlock, scan_options
+from mamba_jax_kernels.selective_scan import PallasOptions, XlaOptions
 from tests.mamba_jax.helpers import assert_close, tiny_config
 
 

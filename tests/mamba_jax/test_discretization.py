@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from kernels.selective_scan import softplus
 from mamba_jax.discretization import Discretization, resolve_sequence_length
 from mamba_jax.models import MambaModel
+from mamba_jax_kernels.selective_scan import softplus
 from tests.mamba_jax.helpers import assert_close, tiny_config
 
 

@@ -1,10 +1,10 @@
-"""The op's test grid (`kernels.selective_scan.testing`, shared with the hardware self-check) and
-the assertions built on it."""
+"""The op's test grid (`mamba_jax_kernels.selective_scan.testing`, shared with the hardware
+self-check) and the assertions built on it."""
 
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.selective_scan.testing import (
+from mamba_jax_kernels.selective_scan.testing import (
   CASES,
   DIFFERENTIABLE,
   TOLERANCES,

@@ -9,7 +9,7 @@ kernel for that platform is added, so the same tests check the compiled kernel t
 import jax
 import pytest
 
-from kernels.selective_scan import PallasOptions, XlaOptions
+from mamba_jax_kernels.selective_scan import PallasOptions, XlaOptions
 
 FAST = [
   pytest.param("xla", XlaOptions(chunk_size=8, strategy="sequential"), id="xla-sequential"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mamba_jax
-from kernels.selective_scan import (
+from mamba_jax_kernels.selective_scan import (
   IMPLEMENTATIONS,
   PallasOptions,
   XlaOptions,
@@ -36,7 +36,7 @@ def test_mamba_jax_reexports_the_op():
 
 
 def test_mamba_jax_imports_only_the_public_api():
-  import kernels.selective_scan as op
+  import mamba_jax_kernels.selective_scan as op
 
   package = pathlib.Path(mamba_jax.__file__).parent
   imported = []
@@ -46,10 +46,10 @@ def test_mamba_jax_imports_only_the_public_api():
         imported += [(path.name, alias.name, None) for alias in node.names]
       elif isinstance(node, ast.ImportFrom) and node.module:
         imported += [(path.name, node.module, alias.name) for alias in node.names]
-  from_kernels = [entry for entry in imported if entry[1].startswith("kernels")]
+  from_kernels = [entry for entry in imported if entry[1].startswith("mamba_jax_kernels")]
   assert from_kernels, "mamba_jax uses the op"
   for file, module, name in from_kernels:
-    assert module == "kernels.selective_scan" and name in op.__all__, (file, module, name)
+    assert module == "mamba_jax_kernels.selective_scan" and name in op.__all__, (file, module, name)
 
 
 def test_names_are_the_registry_plus_auto_and_the_config_accepts_each():

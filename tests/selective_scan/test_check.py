@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernels.selective_scan import api, bench, check, testing
+from mamba_jax_kernels.selective_scan import api, bench, check, testing
 
 TINY = ["--cases=minimal_d_state_1", "--repeats=1"]
 

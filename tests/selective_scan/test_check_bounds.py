@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from kernels.selective_scan import check, testing
+from mamba_jax_kernels.selective_scan import check, testing
 
 
 def test_timeout_gives_up_on_a_case_that_does_not_return():

@@ -6,7 +6,7 @@ import functools
 
 import pytest
 
-from kernels.selective_scan import gpu_sass, pallas_gpu
+from mamba_jax_kernels.selective_scan import gpu_sass, pallas_gpu
 
 _MISSING = gpu_sass.triton_wheel_status() or pallas_gpu.triton_status()
 pytestmark = [

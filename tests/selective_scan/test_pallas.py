@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernels.selective_scan import PallasOptions, pallas_gpu, pallas_op, pallas_tpu
+from mamba_jax_kernels.selective_scan import PallasOptions, pallas_gpu, pallas_op, pallas_tpu
 from tests.selective_scan.cases import CASES, Case, assert_matches_reference
 from tests.selective_scan.implementations import FAST
 
@@ -247,7 +247,7 @@ def test_forward_and_backward_lower_for_the_accelerator(backend, platform, dtype
   This runs Pallas's own lowering: block shapes against the backend's tiling rules, memory
   spaces, and the ops it knows how to lower. It does not run the Mosaic or Triton compilers
   (layout assignment, register allocation, what the chip accepts), nor the kernel: those are
-  checked only where the hardware is present (`python -m kernels.selective_scan.check`).
+  checked only where the hardware is present (`python -m mamba_jax_kernels.selective_scan.check`).
   """
   with _target(platform):
     exported = jax.export.export(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import test_util as jtu
 
-from kernels.selective_scan import selective_scan
+from mamba_jax_kernels.selective_scan import selective_scan
 from tests.selective_scan.cases import Case
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kernels.selective_scan import selective_scan, selective_scan_step
+from mamba_jax_kernels.selective_scan import selective_scan, selective_scan_step
 from tests.selective_scan.cases import Case, assert_close
 
 STEP_CASES = {

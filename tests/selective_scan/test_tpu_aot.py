@@ -5,7 +5,7 @@ Each case compiles the gradient of the op, whose program holds both kernels (the
 the VJP and the backward), once. The cases cover the production shapes (8x2048x1536x16,
 8x2048x5120x16, 1x16384x1536x16), a d_inner that is no multiple of 128 with a ragged last
 chunk, grouped B/C, float32 and bfloat16, spread over the two chips to keep the run short
-(about 30 s); `python -m kernels.selective_scan.tpu_static_cost` compiles any other. A
+(about 30 s); `python -m mamba_jax_kernels.selective_scan.tpu_static_cost` compiles any other. A
 negative control, a kernel loading at a dynamic lane offset, must be refused by Mosaic: it shows
 the compiler runs here. Skipped only where libtpu is not installed.
 """
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import pytest
 from jax.experimental import pallas as pl
 
-from kernels.selective_scan import tpu_static_cost
+from mamba_jax_kernels.selective_scan import tpu_static_cost
 
 pytestmark = pytest.mark.skipif(
   not tpu_static_cost.libtpu_available(),

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from kernels.selective_scan import XlaOptions, xla
+from mamba_jax_kernels.selective_scan import XlaOptions, xla
 from tests.selective_scan.cases import CASES, Case, assert_matches_reference
 
 
