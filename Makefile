@@ -9,7 +9,8 @@
 #                run per study (marker `smoke`); skipped, with the reason printed, when no
 #                Python 3.12 is found
 # Each leg compiles into its own persistent cache, emptied first (tests/conftest.py), and prints its
-# wall time. `make test-all` adds the `slow` tests (the kernels' full case x implementation grid).
+# wall time. The locked leg compiles with XLA's backend optimisations off (a third less time);
+# the latest leg keeps them on, so the op and the library are also tested as users compile them. `make test-all` adds the `slow` tests (the kernels' full case x implementation grid).
 
 # The first runnable `name` on PATH, else pyenv's newest installed `version`. pyenv's shims answer
 # `command -v python3.12` even when no 3.12 is selected, so each candidate is run, not just found.
@@ -35,18 +36,25 @@ SHOW_VERSIONS := -c "import platform, jax; \
 
 .PHONY: demo test test-all test-locked test-latest lint bench venv venv-latest clean
 
+# PyPI's `kernels` package, fetched once with the venvs: test_wheel installs our wheel beside it
+# (offline, from this folder; tests never download).
+WHEELHOUSE := .wheelhouse
+BESIDE := kernels==0.17.2
+
 # The interop extra (torch CPU, transformers) is installed in the 3.11 leg only: its torch wheel is
 # on disk for Python 3.11, and pip would fetch a multi-GB CUDA build for 3.12.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements.lock -e ".[test,interop,lint]"
+	$(PY) -m pip download -q --no-deps -d $(WHEELHOUSE) $(BESIDE)
 	touch $(STAMP)
 
 $(STAMP_LATEST): pyproject.toml requirements-latest.lock
 	test -x $(PY_LATEST) || $(PYTHON_LATEST) -m venv $(VENV_LATEST)
 	$(PY_LATEST) -m pip install -q --upgrade pip
 	$(PY_LATEST) -m pip install -q -c requirements-latest.lock -e ".[test,checkpoints]"
+	$(PY_LATEST) -m pip download -q --no-deps -d $(WHEELHOUSE) $(BESIDE)
 	touch $(STAMP_LATEST)
 
 venv: $(STAMP)
@@ -61,15 +69,17 @@ demo: $(STAMP)
 
 test: test-locked test-latest
 
-# Runs pytest on a leg: $(1) the interpreter, $(2) the leg's name, $(3) pytest's selection. The cache
-# folder is emptied first, so a run never reuses programs compiled by an earlier one.
+# Runs pytest on a leg: $(1) the interpreter, $(2) the leg's name, $(3) pytest's selection, $(4)
+# JAX_DISABLE_MOST_OPTIMIZATIONS (1: XLA's LLVM backend at -O0 without its expensive passes, the
+# same HLO optimised the same way; the tests' tiny programs spend most of their time compiling).
+# The cache folder is emptied first, so a run never reuses programs compiled by an earlier one.
 TEST_CACHE := .test-cache
 MARKERS ?= not slow
 define run_leg
 	@$(1) $(SHOW_VERSIONS)
 	rm -rf $(TEST_CACHE)/$(2)
 	@start=$$(date +%s); \
-	MAMBA_JAX_TEST_CACHE=$(TEST_CACHE)/$(2) $(1) -m pytest -q -n 2 --dist loadfile --durations=30 $(3) tests; \
+	MAMBA_JAX_TEST_CACHE=$(TEST_CACHE)/$(2) JAX_DISABLE_MOST_OPTIMIZATIONS=$(4) $(1) -m pytest -q -n 2 --dist loadfile --durations=30 $(3) tests; \
 	status=$$?; echo "== test-$(2): $$(( $$(date +%s) - start )) s wall"; exit $$status
 endef
 
@@ -77,7 +87,7 @@ test-all:
 	$(MAKE) test MARKERS=
 
 test-locked: $(STAMP)
-	$(call run_leg,$(PY),locked,$(if $(MARKERS),-m "$(MARKERS)"))
+	$(call run_leg,$(PY),locked,$(if $(MARKERS),-m "$(MARKERS)"),1)
 
 ifeq ($(strip $(PYTHON_LATEST)),)
 test-latest:
@@ -85,7 +95,7 @@ test-latest:
 	  "a pyenv 3.12); install one, or name it with PYTHON_LATEST=/path/to/python3.12"
 else
 test-latest: $(STAMP_LATEST)
-	$(call run_leg,$(PY_LATEST),latest,-m "(core or smoke)$(if $(MARKERS), and ($(MARKERS)))")
+	$(call run_leg,$(PY_LATEST),latest,-m "(core or smoke)$(if $(MARKERS), and ($(MARKERS)))",0)
 endif
 
 # ruff (lint + format check) over the tree; pyright's checker over kernels/ and mamba_jax/.
@@ -99,4 +109,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.model_bench
 
 clean:
-	rm -rf $(VENV) $(VENV_LATEST) .pytest_cache $(TEST_CACHE)
+	rm -rf $(VENV) $(VENV_LATEST) .pytest_cache $(TEST_CACHE) $(WHEELHOUSE)
