@@ -20,6 +20,9 @@ if _cache:
   os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
 
 
+import jax  # noqa: E402 (after the environment above, which JAX reads at import)
+import pytest  # noqa: E402
+
 CORE = ("selective_scan", "mamba_jax")  # folders of tests/ whose tests are marked `core`
 
 
@@ -30,3 +33,13 @@ def pytest_collection_modifyitems(items):
     relative = os.path.relpath(str(item.path), tests)
     if relative.split(os.sep)[0] in CORE or relative == "test_compilation_cache.py":
       item.add_marker("core")
+
+
+@pytest.fixture
+def optimised_compile():
+  """Compiles with XLA's backend optimisations on, as users compile, for a test whose tolerance
+  is the float32 rounding of two optimised programs (the locked leg turns them off for speed)."""
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
