@@ -63,8 +63,10 @@ venv-latest: $(STAMP_LATEST)
 
 # The main job: study A (length generalisation via image reconstruction) on the embedded digits.
 WORKDIR ?= runs/demo
+# On the CPU unless JAX_PLATFORMS says otherwise: the venv's libtpu (the test extra's, for compiling
+# the TPU kernel without a TPU) would otherwise look for a TPU and log an error line.
 demo: $(STAMP)
-	$(PY) -m experiments.main --config=experiments/studies/length_generalisation/configs/digits.py \
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m experiments.main --config=experiments/studies/length_generalisation/configs/digits.py \
 	  --workdir=$(WORKDIR)
 
 test: test-locked test-latest
