@@ -10,7 +10,9 @@
 #                Python 3.12 is found
 # Each leg compiles into its own persistent cache, emptied first (tests/conftest.py), and prints its
 # wall time. The locked leg compiles with XLA's backend optimisations off (a third less time);
-# the latest leg keeps them on, so the op and the library are also tested as users compile them. `make test-all` adds the `slow` tests (the kernels' full case x implementation grid).
+# the latest leg keeps them on, so the op and the library are also tested as users compile them.
+# A test file stays on one xdist worker (--dist loadfile: a module's fixtures run once).
+# `make test-all` also runs the tests marked `slow` (none today).
 
 # The first runnable `name` on PATH, else pyenv's newest installed `version`. pyenv's shims answer
 # `command -v python3.12` even when no 3.12 is selected, so each candidate is run, not just found.
@@ -66,8 +68,8 @@ WORKDIR ?= runs/demo
 # On the CPU unless JAX_PLATFORMS says otherwise: the venv's libtpu (the test extra's, for compiling
 # the TPU kernel without a TPU) would otherwise look for a TPU and log an error line.
 demo: $(STAMP)
-	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m experiments.main --config=experiments/studies/length_generalisation/configs/digits.py \
-	  --workdir=$(WORKDIR)
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m experiments.main \
+	  --config=experiments/studies/length_generalisation/configs/digits.py --workdir=$(WORKDIR)
 
 test: test-locked test-latest
 
