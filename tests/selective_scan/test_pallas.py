@@ -14,7 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mamba_jax_kernels.selective_scan import PallasOptions, pallas_gpu, pallas_op, pallas_tpu
+from mamba_jax_kernels.selective_scan import (
+  PallasOptions,
+  gpu_sass,
+  pallas_gpu,
+  pallas_op,
+  pallas_tpu,
+)
 from tests.selective_scan.cases import CASES, Case, assert_matches_reference
 from tests.selective_scan.implementations import FAST
 
@@ -225,15 +231,10 @@ def test_gpu_backward_orders_its_workspace_with_barriers():
 
 @contextlib.contextmanager
 def _target(platform):
-  """The device the lowering is for. JAX >= 0.11 lowers Pallas to Triton for a named GPU model
-  and, on a machine with no GPU, refuses ("No supported GPU devices found, please specify an
-  abstract GPU device"), so the test names an abstract H200; older JAX lowers for compute
-  capability 9.0 without asking."""
-  if platform == "cuda" and jax.__version_info__ >= (0, 11):
-    device = jax.sharding.AbstractDevice(device_kind="NVIDIA H200", num_cores=132, platform="gpu")
-    with jax.sharding.use_abstract_mesh(
-      jax.sharding.AbstractMesh((1,), ("data",), abstract_device=device)
-    ):
+  """The device the lowering is for: on cuda, gpu_sass's abstract GPU (JAX >= 0.11 refuses to
+  lower Pallas to Triton on a machine with no GPU unless one is named)."""
+  if platform == "cuda":
+    with gpu_sass.abstract_gpu():
       yield
   else:
     yield
