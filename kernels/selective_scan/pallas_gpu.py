@@ -38,6 +38,9 @@ MIN_PROGRAMS = SM_COUNT // 2
 SHORT_LENGTH = 1024
 BLOCK_D_CHOICES = (64, 32, 16)
 DEFAULT_CHUNK = 64
+# The backward's per-program workspace (outputs of the kernel, discarded by the caller): the
+# chunk's states and adjoints (chunk, d_state_pad, block_d) and two rows per step.
+WORKSPACE = ("states", "adjoints", "gy", "dtu")
 # Elements an int32 offset reaches (`check_offsets`).
 MAX_ELEMENTS = 2**31 - 1
 
@@ -99,11 +102,12 @@ def gpu_kernel_suits(batch, length, d_inner):
 
 
 def workspace_bytes(batch, d_inner, d_state, chunk, block_d):
-  """Global memory of the backward's state workspace: one (chunk, d_state_pad, block_d) float32
-  buffer per program, batch x ceil(d_inner / block_d) programs:
-  batch * round_up(d_inner, block_d) * chunk * next_pow2(d_state) * 4 bytes."""
+  """Global memory of the backward's workspace (`WORKSPACE`): per program, the chunk's states
+  and adjoints, (chunk, d_state_pad, block_d) float32 each, and the rows gy and dt u, (chunk,
+  block_d) float32 each; batch x ceil(d_inner / block_d) programs:
+  batch * round_up(d_inner, block_d) * chunk * (2 * next_pow2(d_state) + 2) * 4 bytes."""
   d_pad = -(-d_inner // block_d) * block_d
-  return batch * d_pad * chunk * padded_state_size(d_state) * 4
+  return batch * d_pad * chunk * (2 * padded_state_size(d_state) + 2) * 4
 
 
 def check_blocks(chunk, block_d, num_warps, num_stages):
@@ -278,6 +282,8 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
   f32 = jnp.float32
   partial_rows = pl.BlockSpec((None, None, length, d_state), lambda b, j: (b, j, 0, 0))
   per_batch_channels = pl.BlockSpec((None, 1, bd), lambda b, j: (b, 0, j))
+  workspace_tiles = pl.BlockSpec((None, None, T, d_state, bd), lambda b, j: (b, j, 0, 0, 0))
+  workspace_rows = pl.BlockSpec((None, None, T, bd), lambda b, j: (b, j, 0, 0))
   outputs = dict(
     du=(rows, (batch, length, d), u.dtype),
     ddelta=(rows, (batch, length, d), delta.dtype),
@@ -287,11 +293,10 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
     dD=(per_batch_channels, (batch, 1, d), f32),
     dbias=(per_batch_channels, (batch, 1, d), f32),
     dh0t=(state, (batch, d_state, d), f32),
-    states=(
-      pl.BlockSpec((None, None, T, d_state, bd), lambda b, j: (b, j, 0, 0, 0)),
-      (batch, n_blocks, T, d_state, bd),
-      f32,
-    ),
+    states=(workspace_tiles, (batch, n_blocks, T, d_state, bd), f32),
+    adjoints=(workspace_tiles, (batch, n_blocks, T, d_state, bd), f32),
+    gy=(workspace_rows, (batch, n_blocks, T, bd), f32),
+    dtu=(workspace_rows, (batch, n_blocks, T, bd), f32),
   )
   if cfg.has_z:
     outputs["dz"] = (rows, (batch, length, d), z.dtype)
@@ -306,17 +311,23 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
     def chunk_body(i, carry):
       c = n_chunks - 1 - i
       return kernels.backward_chunk(
-        refs, hoisted, refs["states"], refs["bounds"][c], carry, c * T, barrier, cfg
+        refs,
+        hoisted,
+        {name: refs[name] for name in WORKSPACE},
+        kernels.load_tile(refs["bounds"], hoisted.tile, c),
+        carry, c * T, barrier, cfg
       )
 
     zeros = jnp.zeros((d_state, bd), f32), jnp.zeros((1, bd), f32), jnp.zeros((1, bd), f32)
     last = kernels.prefetch(refs, length - 1, kernels.backward_inputs(cfg), hoisted)
     lam, accumulators, _ = jax.lax.fori_loop(
-      0, n_chunks, chunk_body, (refs["g_final"][...], zeros, last)
+      0, n_chunks, chunk_body, (kernels.load_tile(refs["g_final"], hoisted.tile), zeros, last)
     )
-    refs["dh0t"][...] = lam
-    for name, value in zip(("dAt", "dD", "dbias"), accumulators):
-      refs[name][...] = value
+    kernels.store_tile(refs["dh0t"], hoisted.tile, lam)
+    dA, dD, dbias = accumulators
+    kernels.store_tile(refs["dAt"], hoisted.tile, dA)
+    refs["dD"][...] = dD
+    refs["dbias"][...] = dbias
 
   results = _launch(
     cfg,

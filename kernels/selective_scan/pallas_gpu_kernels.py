@@ -33,15 +33,40 @@ class Hoisted:
   bias: jax.Array  # (1, block_d)
   length: jax.Array  # () int32, this batch element's length
   end: int  # the padded length: the last step's prefetch is clamped to it
+  tile: tuple  # `tile_index`: index arrays of the state-shaped global accesses
+
+
+def tile_index(length, shape):
+  """Index arrays (d_state, block_d) for the kernels' 2-D global accesses (state-shaped tiles:
+  A, boundary states, the workspace, dA): the channel index plus a runtime 0 (`length < 0`),
+  so Triton cannot prove the addresses 16-byte aligned, does not vectorise the access, and
+  keeps the compute layout (a thread per channel, its d_state values in its registers). A
+  vectorised access gets 4 channels x 4 states per thread, and every step then converts
+  between the two layouts through shared memory, with barriers."""
+  zero = (length < 0).astype(jnp.int32)
+  rows = jax.lax.broadcasted_iota(jnp.int32, shape, 0)
+  lanes = jax.lax.broadcasted_iota(jnp.int32, shape, 1) + zero
+  return rows, lanes
+
+
+def load_tile(ref, tile, *lead):
+  return ref[(*lead, *tile)]
+
+
+def store_tile(ref, tile, value, *lead):
+  ref[(*lead, *tile)] = value
 
 
 def hoist(refs):
+  length = refs["lengths"][pl.program_id(0)]
+  tile = tile_index(length, refs["At"].shape)
   return Hoisted(
-    A2=refs["At"][...] * LOG2E,
+    A2=load_tile(refs["At"], tile) * LOG2E,
     D=refs["D"][...],
     bias=refs["bias"][...],
-    length=refs["lengths"][pl.program_id(0)],
+    length=length,
     end=refs["u"].shape[0],
+    tile=tile,
   )
 
 
@@ -121,20 +146,33 @@ def backward_inputs(cfg):
   return forward_inputs(cfg) + ("g_out",)
 
 
-def backward_chunk(refs, hoisted, states_ref, h_start, carry, offset, barrier, cfg):
+# Steps per iteration of the per-chunk channel sums (`channel_sums`): (SUM_STEPS, d_state,
+# block_d) tiles of the workspace per iteration; more holds more registers.
+SUM_STEPS = 4
+
+
+def backward_chunk(refs, hoisted, ws, h_start, carry, offset, barrier, cfg):
   """Reverse pass over one chunk.
 
   Recomputes the chunk's states from its boundary state h_start into the program's workspace
-  `states_ref` (chunk, d_state, block_d), then runs the adjoint recurrence backwards, carrying
+  `ws["states"]` (chunk, d_state, block_d), then runs the adjoint recurrence backwards, carrying
   h_t and reading each h_{t-1} once. `carry` = (lam, accumulators, inputs): lam enters as
   a_{t+1} lambda_{t+1} from the chunk after this one and leaves as a_0 lambda_0 of this chunk;
   accumulators = (dA^T, dD, d_bias) partial sums over this program's steps; inputs are the
   prefetched inputs of this chunk's last step, and leave as the previous chunk's. Writes du,
   d_delta, dz (in their input dtypes) and this program's rows of dB and dC.
 
-  The workspace is written and read by the threads of a program in layouts Triton chooses:
-  `barrier()` (a CTA barrier on the GPU, outside the time loops) orders the recompute's stores
-  before the reverse loop's loads, and those loads before the next chunk's stores.
+  The reverse loop has no sum over channels: it writes lambda_t to `ws["adjoints"]` and the rows
+  gy_t and dt_t u_t to `ws["gy"]` and `ws["dtu"]`, and `channel_sums` forms the chunk's
+  dC_t = sum_d h_t gy_t and dB_t = sum_d lambda_t dt_t u_t afterwards, from tiles of several
+  steps. A per-step sum over channels crosses the 32 threads of the warp (5 shuffles per state
+  element and sum: 160 shuffles and 2 barriers per step); over a tile, most of it is in-thread.
+
+  The recurrences keep a thread per channel for every workspace access (`tile_index`), so the
+  recompute and reverse loops touch only their own thread's data; `channel_sums` reads the
+  workspace in another layout: `barrier()` (a CTA barrier on the GPU, outside the time loops)
+  orders the recompute's stores before the reverse loop's loads, the reverse loop's stores
+  before the sums, and the sums before the next chunk's stores.
   """
   f32 = jnp.float32
   names = forward_inputs(cfg)
@@ -145,7 +183,7 @@ def backward_chunk(refs, hoisted, states_ref, h_start, carry, offset, barrier, c
     upcoming = prefetch(refs, offset + t + 1, names, hoisted)
     step = step_inputs(current, hoisted, offset + t, cfg)
     h = step.decay * h + (step.dt * step.u) * step.b
-    states_ref[t] = h
+    store_tile(ws["states"], hoisted.tile, h, t)
     return h, upcoming
 
   first = prefetch(refs, offset, names, hoisted)
@@ -157,7 +195,9 @@ def backward_chunk(refs, hoisted, states_ref, h_start, carry, offset, barrier, c
     t = cfg.chunk - 1 - i
     index = offset + t
     upcoming = prefetch(refs, index - 1, backward_inputs(cfg), hoisted)
-    h_prev = jnp.where(t > 0, states_ref[jnp.maximum(t - 1, 0)], h_start)
+    h_prev = jnp.where(
+      t > 0, load_tile(ws["states"], hoisted.tile, jnp.maximum(t - 1, 0)), h_start
+    )
     row = pl.ds(index, 1)
     step = step_inputs(current, hoisted, index, cfg)
     g = current["g_out"].astype(f32)
@@ -166,15 +206,17 @@ def backward_chunk(refs, hoisted, states_ref, h_start, carry, offset, barrier, c
       g, dz = pallas_common.gate_and_grad(current["z"].astype(f32), y0, g)
       refs["dz"][row, :] = jnp.where(step.valid, dz, 0.0).astype(refs["dz"].dtype)
     gy = jnp.where(step.valid, g, 0.0)
+    dtu = step.dt * step.u
     dD = dD + gy * step.u
     lam = lam + step.c * gy  # lambda_t = gy_t C_t + a_{t+1} lambda_{t+1}
-    refs["dC"][index, :] = jnp.sum(h * gy, axis=1)
+    store_tile(ws["adjoints"], hoisted.tile, lam, t)
+    ws["gy"][pl.ds(t, 1), :] = gy
+    ws["dtu"][pl.ds(t, 1), :] = dtu
     decay_grad = lam * h_prev * step.decay
     lam_b = jnp.sum(lam * step.b, axis=0, keepdims=True)
     d_dt = jnp.sum(decay_grad * hoisted.A2, axis=0, keepdims=True) / LOG2E + lam_b * step.u
     dA = dA + decay_grad * step.dt
     refs["du"][row, :] = (gy * hoisted.D + lam_b * step.dt).astype(refs["du"].dtype)
-    refs["dB"][index, :] = jnp.sum(lam * (step.dt * step.u), axis=1)
     d_raw = jnp.where(step.valid, d_dt * pallas_common.step_size_grad(step.raw, cfg), 0.0)
     refs["ddelta"][row, :] = d_raw.astype(refs["ddelta"].dtype)
     return h_prev, lam * step.decay, (dA, dD, dbias + d_raw), upcoming
@@ -183,4 +225,23 @@ def backward_chunk(refs, hoisted, states_ref, h_start, carry, offset, barrier, c
     0, cfg.chunk, body, (h_last, lam, accumulators, last_inputs)
   )
   barrier()
+  channel_sums(refs, ws, offset, cfg)
+  barrier()
   return lam, accumulators, previous
+
+
+def channel_sums(refs, ws, offset, cfg):
+  """This program's dC_t and dB_t rows of one chunk, from the workspace the reverse loop
+  wrote: SUM_STEPS steps at a time, as (steps, d_state, block_d) tiles summed over channels."""
+  steps = min(SUM_STEPS, cfg.chunk)
+
+  def body(s, carry):
+    tile = pl.ds(s * steps, steps)
+    rows = pl.ds(offset + s * steps, steps)
+    h, gy = ws["states"][tile], ws["gy"][tile]
+    refs["dC"][rows, :] = jnp.sum(h * gy[:, None, :], axis=2)
+    lam, dtu = ws["adjoints"][tile], ws["dtu"][tile]
+    refs["dB"][rows, :] = jnp.sum(lam * dtu[:, None, :], axis=2)
+    return carry
+
+  jax.lax.fori_loop(0, cfg.chunk // steps, body, 0)
