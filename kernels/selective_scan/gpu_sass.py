@@ -8,13 +8,15 @@ cuobjdump) for a chosen compute capability. The wheel is upstream Triton, not XL
 compiles the kernel on a real GPU, so the figures are indicative: same IR, possibly different
 layouts or scheduling.
 
-A time step is the body of an innermost loop of the SASS (a backward branch whose range holds no
-other one); its static instruction count times the length over the clock is the issue floor of
-one warp running the scan (`issue_floor_ms`).
+The time loops are the innermost loops of the SASS (a backward branch whose range holds no
+other one); an iteration holds one or more time steps (`time_loops` names each loop and its
+steps per iteration), and its static instruction count per step times the length over the
+clock is the issue floor of one warp running the scan (`issue_floor_ms`).
 """
 
 import contextlib
 import dataclasses
+import math
 import os
 import re
 import subprocess
@@ -23,7 +25,7 @@ import tempfile
 import jax
 import jax.numpy as jnp
 
-from mamba_jax_kernels.selective_scan import pallas_op
+from mamba_jax_kernels.selective_scan import pallas_gpu, pallas_gpu_kernels, pallas_op
 
 # The shape the figures are quoted at: a Mamba-130M layer, batch 8 (BUILD_NOTES.md).
 SHAPE = (8, 2048, 1536, 16)
@@ -215,10 +217,13 @@ def instructions(sass):
 
 @dataclasses.dataclass(frozen=True)
 class Loop:
-  """An innermost loop of the SASS: its instructions, first to the backward branch."""
+  """An innermost loop of the SASS: its instructions, first to the backward branch; `name` and
+  `steps` (time steps per iteration) where `time_loops` knows them."""
 
   start: int
   body: tuple[str, ...]
+  name: str = "loop"
+  steps: int = 1
 
   def count(self, pattern):
     """Instructions whose opcode (predicate stripped) starts with one of `pattern`'s words."""
@@ -226,14 +231,18 @@ class Loop:
     return sum(_opcode(text).startswith(words) for text in self.body)
 
   def figures(self):
-    return dict(
-      instructions=len(self.body),
-      barriers=self.count("BAR"),
-      shuffles=self.count("SHFL"),
-      global_loads=self.count("LDG"),
-      global_stores=self.count("STG"),
-      shared=self.count("LDS STS"),
-    )
+    """Per time step: the iteration's counts over its steps."""
+    return {
+      key: value / self.steps
+      for key, value in dict(
+        instructions=len(self.body),
+        barriers=self.count("BAR"),
+        shuffles=self.count("SHFL"),
+        global_loads=self.count("LDG"),
+        global_stores=self.count("STG"),
+        shared=self.count("LDS STS"),
+      ).items()
+    }
 
 
 def _opcode(text):
@@ -260,6 +269,31 @@ def innermost_loops(sass):
   ]
 
 
+def time_loops(kernel_name, sass, chunk):
+  """The innermost loops of a kernel's SASS, named, with their time steps per iteration: the
+  forward's time loop; the backward's recompute, reverse and per-chunk channel-sum loops
+  (`pallas_gpu_kernels`). Raises if the SASS has another number of loops."""
+  per = pallas_gpu_kernels.steps_per_iteration(chunk)
+  expected = {
+    "selective_scan_fwd": [("time", per)],
+    "selective_scan_bwd": [
+      ("recompute", per),
+      ("reverse", per),
+      ("channel sums", math.gcd(pallas_gpu_kernels.SUM_STEPS, chunk)),
+    ],
+  }[kernel_name]
+  loops = innermost_loops(sass)
+  if len(loops) != len(expected):
+    raise ValueError(
+      f"{kernel_name}: {len(loops)} innermost loops in the SASS, expected {len(expected)} "
+      f"({', '.join(name for name, _ in expected)})"
+    )
+  return [
+    dataclasses.replace(loop, name=name, steps=steps)
+    for loop, (name, steps) in zip(loops, expected)
+  ]
+
+
 def issue_floor_ms(per_step, length, warps, clock_hz=H100_CLOCK_HZ, schedulers=H100_SCHEDULERS):
   """The scan's time if each warp issued one instruction per cycle and never stalled: length x
   instructions per step over the clock, times the warps that must share one scheduler."""
@@ -276,19 +310,32 @@ def report(shape=SHAPE, dtype=jnp.bfloat16, capability=90):
   lines = [
     f"# SASS per time step: JAX {jax.__version__}, {'x'.join(map(str, shape))} "
     f"{jnp.dtype(dtype).name}, upstream Triton for {gpu_arch(capability)} (indicative)",
-    "| kernel | warps | registers | spill bytes | loop | instructions/step | barriers | "
-    "shuffles | global loads | global stores | shared ld/st | H100 issue floor ms |",
-    "|" + "---|" * 12,
+    "| kernel | warps | registers | spill bytes | loop | steps/iteration | instructions/step "
+    "| barriers | shuffles | global loads | global stores | shared ld/st | H100 issue floor ms |",
+    "|" + "---|" * 13,
   ]
+  chunk = pallas_gpu.launch_settings(*shape).chunk
+  number = lambda x: f"{x:g}" if x == int(x) else f"{x:.2f}".rstrip("0")
   for kernel in export_kernels(shape, dtype).values():
     compiled = compile_kernel(kernel, capability)
     warps = kernel.num_warps * kernel.grid[0] * kernel.grid[1] * kernel.grid[2]
-    for i, loop in enumerate(innermost_loops(compiled.sass)):
+    for loop in time_loops(kernel.name, compiled.sass, chunk):
       f = loop.figures()
       floor = issue_floor_ms(f["instructions"], shape[1], warps)
       lines.append(
         f"| {kernel.name} | {kernel.num_warps} | {compiled.registers} | {compiled.spill_bytes} "
-        f"| {i} | {f['instructions']} | {f['barriers']} | {f['shuffles']} | {f['global_loads']} "
-        f"| {f['global_stores']} | {f['shared']} | {floor:.2f} |"
+        f"| {loop.name} | {loop.steps} | "
+        + " | ".join(
+          number(f[key])
+          for key in (
+            "instructions",
+            "barriers",
+            "shuffles",
+            "global_loads",
+            "global_stores",
+            "shared",
+          )
+        )
+        + f" | {floor:.2f} |"
       )
   return lines

@@ -293,7 +293,11 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
     dD=(per_batch_channels, (batch, 1, d), f32),
     dbias=(per_batch_channels, (batch, 1, d), f32),
     dh0t=(state, (batch, d_state, d), f32),
-    states=(workspace_tiles, (batch, n_blocks, T, d_state, bd), f32),
+    states=(
+      pl.BlockSpec((None, None, T + 1, d_state, bd), lambda b, j: (b, j, 0, 0, 0)),
+      (batch, n_blocks, T + 1, d_state, bd),
+      f32,
+    ),
     adjoints=(workspace_tiles, (batch, n_blocks, T, d_state, bd), f32),
     gy=(workspace_rows, (batch, n_blocks, T, bd), f32),
     dtu=(workspace_rows, (batch, n_blocks, T, bd), f32),

@@ -7,13 +7,17 @@ over d_state stay in its registers; u, delta, z and the outputs are (time, block
 C are float32 (time, d_state) rows, so a step's B_t is one contiguous vector that every thread
 reads whole. Refs span the whole padded length; `offset` is where the chunk starts in them.
 
-What the time loops avoid (each costs instructions per step, `gpu_sass.py` counts them): 2-D
-loads inside the loop (A is loaded once: its layout would split d_state across threads and
-every reduction would then need barriers); exp (exp2 with A pre-multiplied by log2 e);
-waiting on a step's loads (the next step's inputs are loaded one step ahead, in the loop carry).
+What the time loops avoid (each costs instructions per step, `gpu_sass.py` counts them):
+layout conversions (A is loaded once, and every state-shaped global access keeps a thread per
+channel, `tile_index`: a vectorised one splits d_state across threads and converts through
+shared memory with barriers); sums over channels, which cross the warp's threads (the backward
+forms dB and dC once per chunk, `channel_sums`); exp (exp2 with A pre-multiplied by log2 e);
+waiting on a step's loads (the next step's inputs are loaded one step ahead, in the loop
+carry); moving that carry each step (two steps per loop iteration, `time_loop`).
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +26,8 @@ from jax.experimental import pallas as pl
 from mamba_jax_kernels.selective_scan import pallas_common
 
 LOG2E = 1.4426950408889634
+# Time steps per iteration of the time loops (`time_loop`).
+UNROLL = 2
 
 
 @dataclasses.dataclass
@@ -87,6 +93,28 @@ def prefetch(refs, index, names, hoisted):
   }
 
 
+def steps_per_iteration(chunk):
+  """Time steps in one iteration of the time loops (`time_loop`): UNROLL where it divides the
+  chunk, else 1."""
+  return UNROLL if chunk % UNROLL == 0 else 1
+
+
+def time_loop(chunk, step, carry, reverse=False):
+  """`step(t, carry)` for t = 0 .. chunk - 1 (reversed if asked), `steps_per_iteration` steps
+  per iteration of the loop: two steps per iteration let the register allocator alternate the
+  loop carry (the prefetched inputs, h, lambda) instead of moving it each step (about 50 MOVs
+  per step in the backward)."""
+  per = steps_per_iteration(chunk)
+
+  def body(i, carry):
+    for k in range(per):
+      j = i * per + k
+      carry = step(chunk - 1 - j if reverse else j, carry)
+    return carry
+
+  return jax.lax.fori_loop(0, chunk // per, body, carry)
+
+
 @dataclasses.dataclass
 class StepInputs:
   """Per-step float32 values that the forward and backward recurrences both need."""
@@ -139,7 +167,7 @@ def forward_chunk(refs, hoisted, h, inputs, offset, cfg):
     refs["out"][pl.ds(index, 1), :] = y.astype(refs["out"].dtype)
     return h, upcoming
 
-  return jax.lax.fori_loop(0, cfg.chunk, body, (h, inputs))
+  return time_loop(cfg.chunk, body, (h, inputs))
 
 
 def backward_inputs(cfg):
@@ -147,7 +175,7 @@ def backward_inputs(cfg):
 
 
 # Steps per iteration of the per-chunk channel sums (`channel_sums`): (SUM_STEPS, d_state,
-# block_d) tiles of the workspace per iteration; more holds more registers.
+# block_d) tiles of the workspace per iteration (8 spills at 8 x 2048 x 1536 x 16).
 SUM_STEPS = 4
 
 
@@ -155,8 +183,8 @@ def backward_chunk(refs, hoisted, ws, h_start, carry, offset, barrier, cfg):
   """Reverse pass over one chunk.
 
   Recomputes the chunk's states from its boundary state h_start into the program's workspace
-  `ws["states"]` (chunk, d_state, block_d), then runs the adjoint recurrence backwards, carrying
-  h_t and reading each h_{t-1} once. `carry` = (lam, accumulators, inputs): lam enters as
+  `ws["states"]` (chunk + 1, d_state, block_d; entry t holds h_{t-1}, entry 0 h_start), then
+  runs the adjoint recurrence backwards, carrying h_t and reading each h_{t-1} once. `carry` = (lam, accumulators, inputs): lam enters as
   a_{t+1} lambda_{t+1} from the chunk after this one and leaves as a_0 lambda_0 of this chunk;
   accumulators = (dA^T, dD, d_bias) partial sums over this program's steps; inputs are the
   prefetched inputs of this chunk's last step, and leave as the previous chunk's. Writes du,
@@ -183,21 +211,19 @@ def backward_chunk(refs, hoisted, ws, h_start, carry, offset, barrier, cfg):
     upcoming = prefetch(refs, offset + t + 1, names, hoisted)
     step = step_inputs(current, hoisted, offset + t, cfg)
     h = step.decay * h + (step.dt * step.u) * step.b
-    store_tile(ws["states"], hoisted.tile, h, t)
+    store_tile(ws["states"], hoisted.tile, h, t + 1)
     return h, upcoming
 
+  store_tile(ws["states"], hoisted.tile, h_start, 0)
   first = prefetch(refs, offset, names, hoisted)
-  h_last, _ = jax.lax.fori_loop(0, cfg.chunk, recompute, (h_start, first))
+  h_last, _ = time_loop(cfg.chunk, recompute, (h_start, first))
   barrier()
 
-  def body(i, carry):
+  def body(t, carry):
     h, lam, (dA, dD, dbias), current = carry
-    t = cfg.chunk - 1 - i
     index = offset + t
     upcoming = prefetch(refs, index - 1, backward_inputs(cfg), hoisted)
-    h_prev = jnp.where(
-      t > 0, load_tile(ws["states"], hoisted.tile, jnp.maximum(t - 1, 0)), h_start
-    )
+    h_prev = load_tile(ws["states"], hoisted.tile, t)
     row = pl.ds(index, 1)
     step = step_inputs(current, hoisted, index, cfg)
     g = current["g_out"].astype(f32)
@@ -212,17 +238,18 @@ def backward_chunk(refs, hoisted, ws, h_start, carry, offset, barrier, cfg):
     store_tile(ws["adjoints"], hoisted.tile, lam, t)
     ws["gy"][pl.ds(t, 1), :] = gy
     ws["dtu"][pl.ds(t, 1), :] = dtu
-    decay_grad = lam * h_prev * step.decay
+    lam_next = lam * step.decay  # a_t lambda_t, what step t - 1 adds to
+    decay_grad = lam_next * h_prev
     lam_b = jnp.sum(lam * step.b, axis=0, keepdims=True)
     d_dt = jnp.sum(decay_grad * hoisted.A2, axis=0, keepdims=True) / LOG2E + lam_b * step.u
     dA = dA + decay_grad * step.dt
     refs["du"][row, :] = (gy * hoisted.D + lam_b * step.dt).astype(refs["du"].dtype)
     d_raw = jnp.where(step.valid, d_dt * pallas_common.step_size_grad(step.raw, cfg), 0.0)
     refs["ddelta"][row, :] = d_raw.astype(refs["ddelta"].dtype)
-    return h_prev, lam * step.decay, (dA, dD, dbias + d_raw), upcoming
+    return h_prev, lam_next, (dA, dD, dbias + d_raw), upcoming
 
-  _, lam, accumulators, previous = jax.lax.fori_loop(
-    0, cfg.chunk, body, (h_last, lam, accumulators, last_inputs)
+  _, lam, accumulators, previous = time_loop(
+    cfg.chunk, body, (h_last, lam, accumulators, last_inputs), reverse=True
   )
   barrier()
   channel_sums(refs, ws, offset, cfg)
@@ -232,13 +259,15 @@ def backward_chunk(refs, hoisted, ws, h_start, carry, offset, barrier, cfg):
 
 def channel_sums(refs, ws, offset, cfg):
   """This program's dC_t and dB_t rows of one chunk, from the workspace the reverse loop
-  wrote: SUM_STEPS steps at a time, as (steps, d_state, block_d) tiles summed over channels."""
-  steps = min(SUM_STEPS, cfg.chunk)
+  wrote: SUM_STEPS steps at a time (fewer where they do not divide the chunk), as (steps,
+  d_state, block_d) tiles summed over channels. Triton reads the tiles 4 channels per thread,
+  so a sum is 3 adds in a thread and 3 shuffles across 8 threads per state and step."""
+  steps = math.gcd(SUM_STEPS, cfg.chunk)
 
   def body(s, carry):
     tile = pl.ds(s * steps, steps)
     rows = pl.ds(offset + s * steps, steps)
-    h, gy = ws["states"][tile], ws["gy"][tile]
+    h, gy = ws["states"][pl.ds(s * steps + 1, steps)], ws["gy"][tile]
     refs["dC"][rows, :] = jnp.sum(h * gy[:, None, :], axis=2)
     lam, dtu = ws["adjoints"][tile], ws["dtu"][tile]
     refs["dB"][rows, :] = jnp.sum(lam * dtu[:, None, :], axis=2)
