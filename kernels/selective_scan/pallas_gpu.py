@@ -6,7 +6,9 @@ across: each program owns (one batch element, one block of channels) and loops o
 itself, the float32 state and adjoint in registers. The forward writes the state at each chunk
 boundary; the backward walks chunks in reverse, recomputing one chunk's states into a
 per-program workspace in global memory (`workspace_bytes`), then running the adjoint
-recurrence. Partial sums are per program and reduced outside: deterministic, no atomics.
+recurrence, which stores its adjoints there too, then summing that chunk's dB and dC over the
+program's channels from the workspace. Partial sums are per program and reduced outside:
+deterministic, no atomics.
 
 JAX deprecates the Triton backend of Pallas (from 0.11) in favour of Mosaic GPU; this variant
 stays until a Mosaic GPU kernel can be validated on hardware (docs/design.md). `triton_status`
@@ -39,7 +41,7 @@ SHORT_LENGTH = 1024
 BLOCK_D_CHOICES = (64, 32, 16)
 DEFAULT_CHUNK = 64
 # The backward's per-program workspace (outputs of the kernel, discarded by the caller): the
-# chunk's states and adjoints (chunk, d_state_pad, block_d) and two rows per step.
+# chunk's states and adjoints (d_state_pad, block_d) per step and two rows per step.
 WORKSPACE = ("states", "adjoints", "gy", "dtu")
 # Elements an int32 offset reaches (`check_offsets`).
 MAX_ELEMENTS = 2**31 - 1
@@ -71,8 +73,8 @@ def launch_settings(batch, length, d_inner, d_state):
     latency-bound, so co-resident programs are what hides the latency of each step.
   - num_warps: one warp per 32 channels (block_d / 32, at least 1), so each thread holds one
     channel's whole state and the forward's sums over d_state stay in its registers (more warps
-    split d_state over threads: 386 SASS instructions per step and 11 barriers at 4 warps, 228
-    and none at 1; BUILD_NOTES.md, "SASS per time step").
+    split d_state over threads: 341.5 SASS instructions per step and 8 barriers at 4 warps,
+    196.5 and none at 1; BUILD_NOTES.md, "SASS per time step").
   - num_stages: 1. Triton's pipeliner makes no asynchronous copies of these loads (the SASS is
     identical at 2); the kernels prefetch the next step's inputs themselves, in the loop carry.
   - chunk: 64 steps, or the next power of two above a shorter sequence.
@@ -103,11 +105,12 @@ def gpu_kernel_suits(batch, length, d_inner):
 
 def workspace_bytes(batch, d_inner, d_state, chunk, block_d):
   """Global memory of the backward's workspace (`WORKSPACE`): per program, the chunk's states
-  and adjoints, (chunk, d_state_pad, block_d) float32 each, and the rows gy and dt u, (chunk,
-  block_d) float32 each; batch x ceil(d_inner / block_d) programs:
-  batch * round_up(d_inner, block_d) * chunk * (2 * next_pow2(d_state) + 2) * 4 bytes."""
+  (chunk + 1, d_state_pad, block_d) and adjoints (chunk, d_state_pad, block_d), float32, and
+  the rows gy and dt u, (chunk, block_d) float32 each; batch x ceil(d_inner / block_d)
+  programs: batch * round_up(d_inner, block_d) * ((2 chunk + 1) next_pow2(d_state) + 2 chunk)
+  * 4 bytes."""
   d_pad = -(-d_inner // block_d) * block_d
-  return batch * d_pad * chunk * (2 * padded_state_size(d_state) + 2) * 4
+  return batch * d_pad * ((2 * chunk + 1) * padded_state_size(d_state) + 2 * chunk) * 4
 
 
 def check_blocks(chunk, block_d, num_warps, num_stages):

@@ -152,9 +152,16 @@ def test_gpu_launch_table_and_overrides():
     pallas_op.kernel_config("gpu", 8, 2048, 1536, 16, has_z=True, delta_softplus=True, block_d=48)
 
 
+def test_gpu_kernel_at_a_chunk_its_loops_do_not_divide():
+  """Chunk 3: the time loops take one step per iteration instead of two, the channel sums one
+  step per tile instead of four (`pallas_gpu_kernels.time_loop`, `channel_sums`)."""
+  options = PallasOptions(interpret=True, backend="gpu", chunk_size=3)
+  assert_matches_reference(CASES["no_z_with_lengths"], "pallas", options)
+
+
 def test_gpu_workspace_and_occupancy_rule():
-  assert pallas_gpu.workspace_bytes(8, 1536, 16, 64, 64) == 102 * 2**20
-  assert pallas_gpu.workspace_bytes(8, 5120, 16, 64, 64) == 340 * 2**20
+  assert pallas_gpu.workspace_bytes(8, 1536, 16, 64, 64) == 102.75 * 2**20
+  assert pallas_gpu.workspace_bytes(8, 5120, 16, 64, 64) == 342.5 * 2**20
   assert pallas_gpu.gpu_kernel_suits(8, 2048, 1536)
   assert not pallas_gpu.gpu_kernel_suits(1, 65536, 512)
   assert pallas_gpu.gpu_kernel_suits(1, 512, 512)
