@@ -322,7 +322,10 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
         hoisted,
         {name: refs[name] for name in WORKSPACE},
         kernels.load_tile(refs["bounds"], hoisted.tile, c),
-        carry, c * T, barrier, cfg
+        carry,
+        c * T,
+        barrier,
+        cfg,
       )
 
     zeros = jnp.zeros((d_state, bd), f32), jnp.zeros((1, bd), f32), jnp.zeros((1, bd), f32)

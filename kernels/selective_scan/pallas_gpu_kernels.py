@@ -184,11 +184,12 @@ def backward_chunk(refs, hoisted, ws, h_start, carry, offset, barrier, cfg):
 
   Recomputes the chunk's states from its boundary state h_start into the program's workspace
   `ws["states"]` (chunk + 1, d_state, block_d; entry t holds h_{t-1}, entry 0 h_start), then
-  runs the adjoint recurrence backwards, carrying h_t and reading each h_{t-1} once. `carry` = (lam, accumulators, inputs): lam enters as
-  a_{t+1} lambda_{t+1} from the chunk after this one and leaves as a_0 lambda_0 of this chunk;
-  accumulators = (dA^T, dD, d_bias) partial sums over this program's steps; inputs are the
-  prefetched inputs of this chunk's last step, and leave as the previous chunk's. Writes du,
-  d_delta, dz (in their input dtypes) and this program's rows of dB and dC.
+  runs the adjoint recurrence backwards, carrying h_t and reading each h_{t-1} once. `carry` =
+  (lam, accumulators, inputs): lam enters as a_{t+1} lambda_{t+1} from the chunk after this one
+  and leaves as a_0 lambda_0 of this chunk; accumulators = (dA^T, dD, d_bias) partial sums over
+  this program's steps; inputs are the prefetched inputs of this chunk's last step, and leave as
+  the previous chunk's. Writes du, d_delta, dz (in their input dtypes) and this program's rows
+  of dB and dC.
 
   The reverse loop has no sum over channels: it writes lambda_t to `ws["adjoints"]` and the rows
   gy_t and dt_t u_t to `ws["gy"]` and `ws["dtu"]`, and `channel_sums` forms the chunk's
