@@ -257,7 +257,7 @@ def _barrier(cfg):
 
 def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_final_t):
   """Returns du, d_delta, dz (input dtypes; dz only with z), partials dB, dC
-  (batch, n_blocks, L, d_state), dAt, dD, d_bias, dh0^T, and the workspace `states`."""
+  (batch, n_blocks, L, d_state), dAt, dD, d_bias, dh0^T, and the workspace (`WORKSPACE`)."""
   batch, length, d = u.shape
   d_state = At.shape[0]
   T, bd = cfg.chunk, cfg.block_d
