@@ -112,6 +112,7 @@ def _scratch(cfg, d_state, names_and_kinds):
   T, bd = cfg.chunk, cfg.block_d
   shapes = {
     "row": (T, bd),
+    "broadcast_row": (bd // LANES, T, LANES) if kernels.split_rows(bd) else (T, bd),
     "state": (T, d_state, bd),
     "carry": (d_state, bd),
   }
@@ -184,10 +185,12 @@ def _call(cfg, kernel, grid, specs, inputs, outputs, scratch, name):
 
 
 def chunk_tiles(x, chunk):
-  """(batch, L, d_state) rows -> (batch, L / chunk, d_state, chunk): each chunk's B^T (or C^T),
-  so that a step's B_t is a column of a tile, no relayout in the kernel. B and C are small: the
-  transpose is XLA's, outside the kernel."""
+  """(batch, L, d_state) rows -> (batch, L / chunk, d_state, chunk) float32: each chunk's B^T
+  (or C^T), so that a step's B_t is a column of a tile, no relayout in the kernel. B and C are
+  small: the transpose and the cast are XLA's, outside the kernel (exact for bf16; a float32
+  column is broadcast over lanes without the bf16 packing and unpacking Mosaic adds)."""
   batch, length, n = x.shape
+  x = x.astype(jnp.float32)
   return x.reshape(batch, length // chunk, chunk, n).transpose(0, 1, 3, 2)
 
 
@@ -215,7 +218,13 @@ def forward(cfg, u, delta, B, C, At, D, bias, z, h0t, lengths):
     h_final=(specs["h0t"], (batch, d_state, d), f32),
     bounds=(specs["bounds"], (batch, n_chunks, d_state, d), f32),
   )
-  scratch = _scratch(cfg, d_state, [("h", "carry")] + [(n, "row") for n in kernels.ROW_SCRATCH])
+  scratch = _scratch(
+    cfg,
+    d_state,
+    [("h", "carry")]
+    + [(n, "broadcast_row") for n in kernels.BROADCAST_ROW_SCRATCH]
+    + [(n, "row") for n in kernels.ROW_SCRATCH],
+  )
   scratch |= _partial_sums(cfg, d_state, ("p",))
   names = list(inputs) + list(outputs) + list(scratch)
 
@@ -279,10 +288,12 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
   if cfg.has_z:
     outputs["dz"] = (specs["u"], u.shape, z.dtype)
   row_names = kernels.ROW_SCRATCH + kernels.BACKWARD_ROW_SCRATCH
+  broadcast_names = kernels.BROADCAST_ROW_SCRATCH + kernels.BACKWARD_BROADCAST_ROW_SCRATCH
   scratch = _scratch(
     cfg,
     d_state,
     [("lam", "carry")]
+    + [(n, "broadcast_row") for n in broadcast_names]
     + [(n, "row") for n in row_names]
     + [(n, "state") for n in kernels.STATE_SCRATCH],
   ) | _partial_sums(cfg, d_state, ("p", "p2"))

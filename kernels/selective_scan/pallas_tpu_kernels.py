@@ -2,9 +2,11 @@
 channel block) per grid step.
 
 Layout inside a grid step: the state is (d_state, block_d) float32, channels on lanes; u, delta,
-z, the outputs and their cotangents are (chunk, block_d) rows; B and C are (d_state, chunk) tiles
-(B^T, C^T of the chunk, transposed outside the kernel), so a step's B_t is a static lane slice.
-Each chunk:
+z, the outputs and their cotangents are (chunk, block_d) rows; B and C are float32 (d_state,
+chunk) tiles (B^T, C^T of the chunk, transposed outside the kernel), so a step's B_t is a static
+lane slice. The rows a step multiplies into the state (dt, dt u, and the backward's gy) are
+kept as one (chunk, 128) array per 128 lanes and loaded already broadcast over the state's
+sublanes (`_row`). Each chunk:
 
 1. stage: the chunk's inputs are read once, cast to float32 and the step size (bias, softplus,
    length mask) and dt u computed for the whole chunk at once, into VMEM scratch;
@@ -12,13 +14,14 @@ Each chunk:
    output row <C_t, h_t>; nothing of size (d_state, block_d) goes to VMEM (storing the decays
    and inputs first made the forward bound by the one vector-store slot);
 3. backward: the same step recomputes the states, keeping exp(dt A) and h_t in
-   (chunk, d_state, block_d) scratch for the reverse (adjoint) loop;
+   (chunk, d_state, block_d) scratch for the reverse (adjoint) loop, and (with a gate) the
+   output's partial sums the gate's gradient needs;
 4. the D skip, gate and mask for the whole chunk, cast and stored once.
 
 Every time loop of the compiled kernel is a Python loop: unrolled, with static indices, so no
 index is dynamic on any axis and Mosaic sees straight-line code to schedule (`for_each_step`;
 interpret mode runs the same step bodies in a rolled loop). Gradients of B and C come out as
-(d_state, chunk) tiles assembled in registers with a select per step and stored once per chunk.
+(d_state, chunk) tiles, a column stored per step.
 """
 
 import jax
@@ -29,13 +32,66 @@ from mamba_jax_kernels.selective_scan import pallas_common
 
 F32 = jnp.float32
 SUBLANES, LANES = 8, 128
-ROW_SCRATCH = ("dt", "dtu", "y")  # (chunk, block_d) float32
-BACKWARD_ROW_SCRATCH = ("gy", "lam_b", "ddt")  # (chunk, block_d) float32, backward only
+# (chunk, block_d) float32, or (block_d / 128, chunk, 128) when `split_rows`: rows a step
+# reads broadcast over the state's sublanes (`_row`)
+BROADCAST_ROW_SCRATCH = ("dt", "dtu")
+BACKWARD_BROADCAST_ROW_SCRATCH = ("gy",)  # backward only
+ROW_SCRATCH = ("y",)  # (chunk, block_d) float32
+BACKWARD_ROW_SCRATCH = ("lam_b", "ddt")  # (chunk, block_d) float32, backward only
 STATE_SCRATCH = ("decay", "states")  # (chunk, d_state, block_d) float32, backward only
 
 
-def _row(ref, t):
-  return ref[pl.ds(t, 1), :]
+def _lane_sum(x):
+  """Sum over the lanes (channels) of x (d_state, block_d), (d_state, 1): the 128-lane tiles
+  added as a tree (not a chain), then one cross-lane reduction."""
+  if x.shape[1] % LANES == 0:
+    tiles = [x[:, k * LANES : (k + 1) * LANES] for k in range(x.shape[1] // LANES)]
+    while len(tiles) > 1:
+      pairs = [a + b for a, b in zip(tiles[::2], tiles[1::2])]
+      tiles = pairs + tiles[len(pairs) * 2 :]
+    x = tiles[0]
+  return jnp.sum(x, axis=1, keepdims=True)
+
+
+def split_rows(block_d):
+  """Whether the rows a step broadcasts are kept as (block_d / 128, chunk, 128) scratch, one
+  (chunk, 128) array per 128 lanes: a strided load needs a last dimension of 128 lanes."""
+  return block_d % LANES == 0
+
+
+def store_rows(ref, x):
+  """Stores x (chunk, block_d) into a row scratch of either layout."""
+  if ref.ndim == 2:
+    ref[...] = x
+    return
+  for k in range(ref.shape[0]):
+    ref[k] = x[:, k * LANES : (k + 1) * LANES]
+
+
+def load_rows(ref):
+  """x (chunk, block_d) from a row scratch of either layout."""
+  if ref.ndim == 2:
+    return ref[...]
+  return jnp.concatenate([ref[k] for k in range(ref.shape[0])], axis=1)
+
+
+def _row(ref, t, rows=1, cfg=None):
+  """Row t of a row scratch, (1, block_d), or when `rows` > 1 and the kernel is compiled with
+  static t, the row already broadcast over `rows` sublanes: loaded with a sublane stride of 0
+  (every sublane reads row t; the `vld ... ss:$0` XLA:TPU itself emits for broadcasts), so the
+  step needs no sublane permutes (2 per vector and row otherwise). Interpret mode has no
+  stride-0 load: there the row is read once and broadcast by the arithmetic."""
+  if ref.ndim == 2:
+    return ref[pl.ds(t, 1), :]
+  tiles = ref.shape[0]
+  if rows > 1 and isinstance(t, int) and cfg is not None and not cfg.interpret:
+    x = jnp.concatenate([ref[k, pl.ds(t, SUBLANES, stride=0), :] for k in range(tiles)], axis=1)
+    if rows <= SUBLANES:
+      return x[:rows]
+    if rows % SUBLANES == 0:
+      return jnp.concatenate([x] * (rows // SUBLANES), axis=0)  # the same vectors again
+    return x[:1]
+  return jnp.concatenate([ref[k, pl.ds(t, 1), :] for k in range(tiles)], axis=1)
 
 
 def for_each_step(cfg, body, carry, reverse=False):
@@ -73,8 +129,8 @@ def stage(refs, s, t0, length, cfg):
   raw = refs["delta"][...].astype(F32) + refs["bias"][...]
   valid = t0 + jax.lax.broadcasted_iota(jnp.int32, (T, bd), 0) < length
   dt = pallas_common.step_size(raw, valid, cfg)
-  s["dt"][...] = dt
-  s["dtu"][...] = dt * u
+  store_rows(s["dt"], dt)
+  store_rows(s["dtu"], dt * u)
   return u, raw, valid
 
 
@@ -86,39 +142,47 @@ def bc_tiles(refs):
 LOG2_E = 1.4426950408889634
 
 
-def _decay(s, A2, t):
+def _decay(s, A2, t, cfg):
   """exp(dt_t A) as 2^(dt_t A log2 e), with A2 = A log2 e formed once per chunk: the TPU
   evaluates exp as a power of two, so this saves a multiply per state vector and step."""
-  return jnp.exp2(_row(s["dt"], t) * A2)
+  return jnp.exp2(_row(s["dt"], t, A2.shape[0], cfg) * A2)
 
 
-def _input(s, bt, t):
-  return _row(s["dtu"], t) * _column(bt, t)
+def _input(s, bt, t, cfg):
+  return _row(s["dtu"], t, bt.shape[0], cfg) * _column(bt, t)
 
 
-def recompute_states(refs, s, h, bt, cfg):
-  """Fills s["decay"][t] = exp(dt_t A) and s["states"][t] = h_t; returns h_T."""
+def recompute_states(refs, s, h, bt, ct, cfg):
+  """Fills s["decay"][t] = exp(dt_t A) and s["states"][t] = h_t; returns h_T. With ct (the
+  gate needs y0), also the output terms <C_t, h_t> in the same step (`_output_term`)."""
   A2 = refs["At"][...] * LOG2_E
+  deferred = deferred_sums(*A2.shape)
 
   def step(t, h):
-    a = _decay(s, A2, t)
+    a = _decay(s, A2, t, cfg)
     s["decay"][t] = a
-    h = a * h + _input(s, bt, t)
+    h = a * h + _input(s, bt, t, cfg)
     s["states"][t] = h
+    if ct is not None:
+      _output_term(s, ct, h, t, deferred)
     return h
 
   return for_each_step(cfg, step, h)
 
 
-def outputs_before_gate(refs, s, u, ct, cfg):
-  """y0 = <C_t, h_t> + D u_t for the chunk from the stored states, (chunk, block_d)."""
+def _output_term(s, ct, h, t, deferred):
+  """<C_t, h_t>: as 8 partial sums (`_partial_sum`) when deferred, else summed into s["y"]."""
+  if deferred:
+    _partial_sum(s["p"], _column(ct, t) * h, t)
+  else:
+    s["y"][pl.ds(t, 1), :] = jnp.sum(_column(ct, t) * h, axis=0, keepdims=True)
 
-  def output(t, carry):
-    s["y"][pl.ds(t, 1), :] = jnp.sum(_column(ct, t) * s["states"][t], axis=0, keepdims=True)
-    return carry
 
-  for_each_step(cfg, output, 0)
-  return s["y"][...] + refs["D"][...] * u
+def _outputs(refs, s, u, cfg):
+  """y0 = <C_t, h_t> + D u_t for the chunk, (chunk, block_d), from what `_output_term` left."""
+  T, bd = refs["u"].shape
+  y = _deferred_sum(s["p"], T) if deferred_sums(refs["At"].shape[0], bd) else s["y"][...]
+  return y + refs["D"][...] * u
 
 
 def deferred_sums(d_state, block_d):
@@ -163,16 +227,12 @@ def forward_chunk(refs, s, h, t0, length, cfg):
   deferred = deferred_sums(*A2.shape)
 
   def step(t, h):
-    h = _decay(s, A2, t) * h + _input(s, bt, t)
-    if deferred:
-      _partial_sum(s["p"], _column(ct, t) * h, t)
-    else:
-      s["y"][pl.ds(t, 1), :] = jnp.sum(_column(ct, t) * h, axis=0, keepdims=True)
+    h = _decay(s, A2, t, cfg) * h + _input(s, bt, t, cfg)
+    _output_term(s, ct, h, t, deferred)
     return h
 
   h = for_each_step(cfg, step, h)
-  y = _deferred_sum(s["p"], cfg.chunk) if deferred else s["y"][...]
-  y = y + refs["D"][...] * u
+  y = _outputs(refs, s, u, cfg)
   if cfg.has_z:
     y = y * jax.nn.silu(refs["z"][...].astype(F32))
   refs["out"][...] = jnp.where(valid, y, 0.0).astype(refs["out"].dtype)
@@ -190,50 +250,46 @@ def backward_chunk(refs, s, h_start, lam, t0, length, cfg):
   T = cfg.chunk
   u, raw, valid = stage(refs, s, t0, length, cfg)
   bt, ct = bc_tiles(refs)
-  recompute_states(refs, s, h_start, bt, cfg)
+  recompute_states(refs, s, h_start, bt, ct if cfg.has_z else None, cfg)
   g = refs["g_out"][...].astype(F32)
   if cfg.has_z:
-    y0 = outputs_before_gate(refs, s, u, ct, cfg)
+    y0 = _outputs(refs, s, u, cfg)
     g, dz = pallas_common.gate_and_grad(refs["z"][...].astype(F32), y0, g)
     refs["dz"][...] = jnp.where(valid, dz, 0.0).astype(refs["dz"].dtype)
   gy = jnp.where(valid, g, 0.0)
-  s["gy"][...] = gy
+  store_rows(s["gy"], gy)
 
   A = refs["At"][...]
   d_state = A.shape[0]
   deferred = deferred_sums(*A.shape)
-  lanes = jax.lax.broadcasted_iota(jnp.int32, (d_state, T), 1)
 
   def adjoint(t, carry):
-    lam, dA, dBt, dCt = carry
-    gy_t, a_t, h_t = _row(s["gy"], t), s["decay"][t], s["states"][t]
+    lam, dA = carry
+    gy_t, a_t, h_t = _row(s["gy"], t, d_state, cfg), s["decay"][t], s["states"][t]
     lam = lam + _column(ct, t) * gy_t
-    dCt = jnp.where(lanes == t, jnp.sum(h_t * gy_t, axis=1, keepdims=True), dCt)
-    decay_grad = lam * _previous_state(s, t, h_start) * a_t
-    dA = dA + decay_grad * _row(s["dt"], t)
+    refs["dCt"][:, pl.ds(t, 1)] = _lane_sum(h_t * gy_t)
+    decayed = lam * a_t  # a_t lambda_t: this step's decay gradient and the next step's carry
+    decay_grad = decayed * _previous_state(s, t, h_start)
+    dA = dA + decay_grad * _row(s["dt"], t, d_state, cfg)
     if deferred:
       _partial_sum(s["p"], decay_grad * A, t)
       _partial_sum(s["p2"], lam * _column(bt, t), t)
     else:
       s["ddt"][pl.ds(t, 1), :] = jnp.sum(decay_grad * A, axis=0, keepdims=True)
       s["lam_b"][pl.ds(t, 1), :] = jnp.sum(lam * _column(bt, t), axis=0, keepdims=True)
-    dBt = jnp.where(lanes == t, jnp.sum(lam * _row(s["dtu"], t), axis=1, keepdims=True), dBt)
-    return lam * a_t, dA, dBt, dCt
+    dtu_t = _row(s["dtu"], t, d_state, cfg)
+    refs["dBt"][:, pl.ds(t, 1)] = _lane_sum(lam * dtu_t)
+    return decayed, dA
 
-  zeros = jnp.zeros((d_state, T), F32)
-  lam, dA, dBt, dCt = for_each_step(
-    cfg, adjoint, (lam, jnp.zeros_like(A), zeros, zeros), reverse=True
-  )
+  lam, dA = for_each_step(cfg, adjoint, (lam, jnp.zeros_like(A)), reverse=True)
   if deferred:
     s["ddt"][...] = _deferred_sum(s["p"], T)
     s["lam_b"][...] = _deferred_sum(s["p2"], T)
   lam_b = s["lam_b"][...]
-  refs["du"][...] = (gy * refs["D"][...] + lam_b * s["dt"][...]).astype(refs["du"].dtype)
+  refs["du"][...] = (gy * refs["D"][...] + lam_b * load_rows(s["dt"])).astype(refs["du"].dtype)
   d_raw = (s["ddt"][...] + lam_b * u) * pallas_common.step_size_grad(raw, cfg)
   d_raw = jnp.where(valid, d_raw, 0.0)
   refs["ddelta"][...] = d_raw.astype(refs["ddelta"].dtype)
-  refs["dBt"][...] = dBt
-  refs["dCt"][...] = dCt
   dD = jnp.sum(gy * u, axis=0, keepdims=True)
   d_bias = jnp.sum(d_raw, axis=0, keepdims=True)
   return lam, dA, dD, d_bias
