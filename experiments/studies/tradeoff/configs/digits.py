@@ -1,10 +1,10 @@
 r"""Study C on the embedded digits: classification vs reconstruction through one latent.
 
-The default sweep: 5 architectures x 2 latent sizes x 8 lambdas = 80 short runs for each of 3
-seeds (config.sweep.seeds), then tradeoff.csv (one row per run), tradeoff_summary.csv (means over
-seeds with 90% bootstrap bands), tradeoff.png and reconstructions.png (see sweep.py). About 15
-minutes per seed on a 2-core CPU (45 min for the 3), no download (--config.sweep.seeds='(0,)'
-for one seed):
+The default sweep: 5 architectures x 2 latent sizes, and cnn_small at 4 channels (16 values:
+config.sweep.extra_points), x 8 lambdas = 88 short runs for each of 3 seeds (config.sweep.seeds),
+then tradeoff.csv (one row per run), tradeoff_summary.csv (means over seeds with 90% bootstrap
+bands), tradeoff.png and reconstructions.png (see sweep.py). 48 minutes for one seed on the 2-core
+CPU shared with other jobs (2026-12-06), no download (--config.sweep.seeds='(0,)' for one seed):
 
   python -m experiments.studies.tradeoff.sweep \
       --config=experiments/studies/tradeoff/configs/digits.py --workdir=runs/tradeoff_digits

@@ -26,6 +26,7 @@ TINY = {
   "sweep.latent_dims": (2,),
   "sweep.lams": (0.0, 1.0),
   "sweep.seeds": (0, 1),
+  "sweep.extra_points": (),
   "sweep.figure_images": 2,
   "num_train_steps": 2,
   "batch_size": 16,

@@ -299,15 +299,15 @@ def test_vit_masking_keys_training_not_evaluation(data_dir):
   step); without a key, and in evaluation, every patch is seen and the output is deterministic."""
   task = tradeoff.Task(_family_config(data_dir, "vit", 0.5), parallel.make_mesh())
   state = task.init_state(jax.random.key(0))
-  params, batch = state["params"], task.batch(0)
+  params, stats, batch = state["params"], state["batch_stats"], task.batch(0)
   gradients = jax.jit(task.gradients)
-  mse = [float(gradients(params, batch, jax.random.key(k))[1]["mse"]) for k in (0, 1)]
+  mse = [float(gradients(params, batch, jax.random.key(k), stats)[1]["mse"]) for k in (0, 1)]
   assert mse[0] != mse[1]
   apply = jax.jit(task.apply)
-  z, reconstructions, _ = apply(params, batch["image"])
+  z, reconstructions, _ = apply(params, batch["image"], stats)
   assert z.shape == (16, 17, 4)
-  np.testing.assert_array_equal(apply(params, batch["image"])[1], reconstructions)
-  _, unmasked = gradients(params, batch)  # no key: no masking, the MSE over every pixel
+  np.testing.assert_array_equal(apply(params, batch["image"], stats)[1], reconstructions)
+  _, unmasked = gradients(params, batch, None, stats)  # no key: no masking, every pixel
   np.testing.assert_allclose(
     unmasked["mse"], jnp.mean((reconstructions - batch["image"]) ** 2), rtol=1e-5
   )
