@@ -20,11 +20,11 @@ The paper's families (the defaults):
              (ReLU, then tanh); head z -> 12 -> classes (ReLU between).
   fc_large   encoder In -> 716 -> 684 -> 616 -> z; decoder the mirror; head z -> 64 -> classes.
   cnn_small  encoder: three [3x3 convolution (size kept), BatchNorm, 2x2 stride-2 max pool, ReLU]
-             with 16, 16 and z channels, 28 -> 14 -> 8 -> 4 (the second pool pads by 1). The latent is that
-             feature map, (batch, 4, 4, z), nothing pooled to a vector (16 x 4 x 4 = 256 values in
-             the paper). Decoder: three stride-2 3x3 transposed convolutions z -> 16 -> 16 -> C,
-             back through 8 and 14 to 28, ReLU between, tanh last. Head: flatten, linear
-             16 z -> classes.
+             with 16, 16 and z channels, 28 -> 14 -> 8 -> 4 (the second pool pads by 1). The
+             latent is that feature map, (batch, 4, 4, z), nothing pooled to a vector (16 x 4 x 4
+             = 256 values in the paper). Decoder: three stride-2 3x3 transposed convolutions
+             z -> 16 -> 16 -> C, back through 8 and 14 to 28, ReLU between, tanh last. Head:
+             flatten, linear 16 z -> classes.
   cnn_large  the paper's CIFAR-10 network: five convolutions (kernels 7, 7, 5, 5, 3; channels 64,
              64, 128, 128, z; size kept), each followed by channel dropout (0.2), BatchNorm, the
              layer's pool and ReLU, 2x2 max pools after the last three:

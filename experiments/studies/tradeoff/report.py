@@ -6,9 +6,9 @@ images, of the state evaluated: `select` says which, "best" or "last", and steps
 latent_size (values per image) and dead_latent (the share of them that is 0 on every test image:
 a dead ReLU unit); the floors a network must beat to have learnt anything from its latent
 (`floors`: the best a constant answer scores on the test split), mse_floor (the MSE of the test
-images' mean image) and accuracy_floor (the share of the most frequent test class); with select = "best",
-last_accuracy, last_mse, last_cross_entropy, last_dead_latent and last_steps of the state at the
-end of training beside them;
+images' mean image) and accuracy_floor (the share of the most frequent test class); with
+select = "best", last_accuracy, last_mse, last_cross_entropy, last_dead_latent and last_steps of
+the state at the end of training beside them;
 reconstructions.npz (the first config.eval.num_images test images and their reconstructions,
 (S, S) or (S, S, 3), which the sweep's figure assembles) and reconstructions.png. metrics.json is
 written last, atomically: its presence marks a finished run (the sweep skips those).

@@ -154,7 +154,8 @@ class Task:
     stats = batch_stats or {}
     z = self.part("encoder", params["encoder"], stats.get("encoder"))(images)
     decoder = self.part("decoder", params["decoder"], stats.get("decoder"))
-    return z, decoder(z).reshape(images.shape), self.part("head", params["head"], stats.get("head"))(z)
+    head = self.part("head", params["head"], stats.get("head"))
+    return z, decoder(z).reshape(images.shape), head(z)
 
   def _metric_sums(self, params, batch_stats, batch):
     """Sums over a weighted evaluation batch: MSE, CE, correct, count, and per latent value the
@@ -201,9 +202,7 @@ class Task:
       z, mask = encode(module, images, rng)
       return z, (mask, new_stats(module))
 
-    z, encoder_vjp, (mask, encoder_stats) = jax.vjp(
-      encoder_fn, params["encoder"], has_aux=True
-    )
+    z, encoder_vjp, (mask, encoder_stats) = jax.vjp(encoder_fn, params["encoder"], has_aux=True)
 
     def mse_fn(decoder_params, z):
       module = training("decoder", decoder_params)
@@ -216,12 +215,12 @@ class Task:
       logits = call(module, z, head_rng)
       return jnp.mean(cross_entropy(logits, labels)), (logits, new_stats(module))
 
-    (mse, decoder_stats), (g_decoder, g_z_mse) = jax.value_and_grad(
-      mse_fn, (0, 1), has_aux=True
-    )(params["decoder"], z)
-    (ce, (logits, head_stats)), (g_head, g_z_ce) = jax.value_and_grad(
-      ce_fn, (0, 1), has_aux=True
-    )(params["head"], z)
+    (mse, decoder_stats), (g_decoder, g_z_mse) = jax.value_and_grad(mse_fn, (0, 1), has_aux=True)(
+      params["decoder"], z
+    )
+    (ce, (logits, head_stats)), (g_head, g_z_ce) = jax.value_and_grad(ce_fn, (0, 1), has_aux=True)(
+      params["head"], z
+    )
     (g_encoder,) = encoder_vjp(self.lam * g_z_mse + (1.0 - self.lam) * g_z_ce)
     metrics = {
       "loss": self.lam * mse + (1.0 - self.lam) * ce,

@@ -263,9 +263,7 @@ def test_torch_init_is_pytorchs_uniform_and_flax_init_its_own():
       if isinstance(layer, (nnx.Linear, nnx.Conv, nnx.ConvTranspose))
     ]
 
-  torch_net, flax_net = (
-    build("cnn_small", latent_dim=4, init=init) for init in ("torch", "flax")
-  )
+  torch_net, flax_net = (build("cnn_small", latent_dim=4, init=init) for init in ("torch", "flax"))
   seen = set()
   for path, layer in layers(torch_net):
     kernel, bias = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])

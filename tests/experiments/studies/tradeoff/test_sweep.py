@@ -1,6 +1,7 @@
 """Study C's sweep: the grid (seeds outermost) and per-run configs, the summary over seeds (means
-and bootstrap bands), the floors' flags, a tiny two-seed sweep through the command line, resume (finished runs
-skipped, a missing evaluation redone, a changed config refused) and a stopped run."""
+and bootstrap bands), the floors' flags, a tiny two-seed sweep through the command line, resume
+(finished runs skipped, a missing evaluation redone, a changed config refused) and a stopped
+run."""
 
 import csv
 import os
