@@ -19,18 +19,19 @@ The paper's families (the defaults):
   fc_medium  encoder In -> 616 -> z, ReLU after each (latent ReLU too); decoder z -> 616 -> In
              (ReLU, then tanh); head z -> 12 -> classes (ReLU between).
   fc_large   encoder In -> 716 -> 684 -> 616 -> z; decoder the mirror; head z -> 64 -> classes.
-  cnn_small  encoder: three [3x3 convolution (size kept), 2x2 stride-2 max pool, ReLU] with 16, 16
-             and z channels, 28 -> 14 -> 8 -> 4 (the second pool pads by 1). The latent is that
-             feature map, (batch, 4, 4, z), nothing pooled to a vector (16 x 4 x 4 = 256 values in
-             the paper). Decoder: three stride-2 3x3 transposed convolutions z -> 16 -> 16 -> C,
-             back through 8 and 14 to 28, ReLU between, tanh last. Head: flatten, linear
-             16 z -> classes.
+  cnn_small  encoder: three [3x3 convolution (size kept), BatchNorm, 2x2 stride-2 max pool, ReLU]
+             with 16, 16 and z channels, 28 -> 14 -> 8 -> 4 (the second pool pads by 1). The
+             latent is that feature map, (batch, 4, 4, z), nothing pooled to a vector (16 x 4 x 4
+             = 256 values in the paper). Decoder: three stride-2 3x3 transposed convolutions
+             z -> 16 -> 16 -> C, back through 8 and 14 to 28, ReLU between, tanh last. Head:
+             flatten, linear 16 z -> classes.
   cnn_large  the paper's CIFAR-10 network: five convolutions (kernels 7, 7, 5, 5, 3; channels 64,
-             64, 128, 128, z; size kept), ReLU after each, 2x2 max pools after the last three:
+             64, 128, 128, z; size kept), each followed by channel dropout (0.2), BatchNorm, the
+             layer's pool and ReLU, 2x2 max pools after the last three:
              32 -> 4, latent (batch, 4, 4, z) (28 x 28: 3 x 3). Decoder: 3x3 transposed
              convolutions z -> 128 -> 128 -> 64 (stride 2) -> 64 -> C (stride 1), tanh last.
-             Head: 3x3 convolution z -> 256, ReLU, 1x1 convolution 256 -> 256, 2x2 max pool,
-             ReLU, flatten, linear -> classes.
+             Head: 3x3 convolution z -> 256, dropout, BatchNorm, ReLU, 1x1 convolution
+             256 -> 256, dropout, 2x2 max pool, BatchNorm, ReLU, flatten, linear -> classes.
   vit        the MAE-style ViT of train_cre_vit.py: P x P patches (P = 7: 16 patches of 28 x 28)
              linearly embedded to width z (the token dimension, 8 in the paper) plus fixed 2-D
              sine-cosine positions, a learned cls token in front, vit.encoder_layers (1)
@@ -39,7 +40,8 @@ The paper's families (the defaults):
              (batch, 1 + 16, z). Decoder: linear z -> vit.decoder_dim (default z), fixed
              positions, vit.decoder_layers (1) blocks, LayerNorm, a linear map of each patch token
              to its pixels (the cls token's output dropped); linear output, as the paper's code.
-             Head: the mean over the patch tokens (not the cls token), linear -> classes.
+             Head: the mean over the patch tokens (not the cls token), BatchNorm without scale
+             or bias, linear -> classes.
              vit.masking_ratio r > 0 (default 0: off) masks as MAE does, in training only: each
              example keeps a random int(16 (1 - r)) of its patch tokens (a key per step, see the
              task), the decoder fills the dropped positions with a learned mask token (built only
@@ -81,8 +83,8 @@ per image as rows x columns x channels, 28 x 28 in mnist.py, 8 x 8 in digits.py)
   fc_small           z       1579 z + 794        z       139 z + 74
   fc_medium          z       1245 z + 968046     z       113 z + 6706
   fc_large           z       1297 z + 2950394    z       165 z + 20626
-  cnn_small          4x4xz   449 z + 4971        2x2xz   329 z + 4971
-  cnn_large          3x3xz   4609 z + 1146251    2x2xz   4609 z + 1146251
+  cnn_small          4x4xz   451 z + 5035        2x2xz   331 z + 5035
+  cnn_large          3x3xz   4611 z + 1148043    2x2xz   4611 z + 1148043
   vit                17xz    2787 at z = 8       17xz    2022 at z = 8
   mamba              z       139 z + 270234      z       75 z + 18254
   project_fc_small   z       523 z + 402714      z       139 z + 8394
@@ -91,20 +93,24 @@ per image as rows x columns x channels, 28 x 28 in mnist.py, 8 x 8 in digits.py)
   project_cnn        z       6283 z + 49963      z       267 z + 12027
   project_vit        z       139 z + 408602      z       75 z + 26894
 The paper's own points: fc_* at z = 16: 26058, 987966, 2971146; cnn_small at z = 16 (latent
-16 x 4 x 4 = 256): 12155; vit at z = 8: 2787 (+ 8, the mask token, when masking; 8715 at z = 16);
-cnn_large at z = 128: 1736203 at 28 x 28 and 8 x 8, 1751309 on RGB 32 x 32 (CIFAR-10, latent
+16 x 4 x 4 = 256): 12251; vit at z = 8: 2787 (+ 8, the mask token, when masking; 8715 at z = 16);
+cnn_large at z = 128: 1738251 at 28 x 28 and 8 x 8, 1753357 on RGB 32 x 32 (CIFAR-10, latent
 4 x 4 x 128, the head's linear layer reading 256 x 2 x 2 = 1024 values, as in the paper's code).
+The CNN counts include BatchNorm's scale and bias (2 per channel, as PyTorch counts them); with
+config.model.batch_norm = False they are 2 (16 + 16 + z) and 2 (384 + z) + 1024 fewer.
 The mamba and project_* rows are their earlier counts (head_hidden = 0).
 
-Departures from the paper's code, all deliberate: (1) no BatchNorm (the paper's CNN encoders, the
-cnn_large head and the ViT head, BatchNorm1d without affine parameters, have it) and no dropout
-(0 in the paper's MNIST scripts): the task's state holds parameters only and the evaluation reads
-only them, so running statistics would have nowhere to live; (2) initialisation: flax's defaults
-(LeCun-normal kernels, zero biases) for the FC and CNN families where PyTorch uses its
-Kaiming-uniform default; the ViT's linear layers are Xavier-uniform with zero biases and its cls
-and mask tokens N(0, 0.02^2), as in the paper's code; (3) LayerNorm epsilon 1e-5 (PyTorch's) in
-the vit; (4) the attention's query, key and value are three Xavier-initialised maps where timm
-has one fused map (the same parameters and function).
+As the paper's code (docs/design.md section 6C): BatchNorm (config.model.batch_norm, default
+True) after each CNN encoder convolution and both cnn_large head convolutions (flax's BatchNorm,
+PyTorch's momentum and epsilon), and on the ViT head's pooled tokens without scale or bias;
+channel dropout (PyTorch's Dropout2d) after the same convolutions at config.model.<cnn>.dropout
+(cnn_large: 0.2); config.model.init = "torch" (default) initialises the FC and CNN families as
+PyTorch does (`layer_init`), "flax" as flax does (the earlier runs). The ViT's linear layers are
+Xavier-uniform with zero biases and its cls and mask tokens N(0, 0.02^2), as in the paper's code.
+Departures, all deliberate: (1) BatchNorm's running variance is the biased batch variance
+(PyTorch keeps the unbiased one); (2) LayerNorm epsilon 1e-5 (PyTorch's) in the vit; (3) the
+attention's query, key and value are three Xavier-initialised maps where timm has one fused map
+(the same parameters and function).
 """
 
 import collections
@@ -131,6 +137,8 @@ ARCHITECTURES = (*PAPER_ARCHITECTURES, "mamba", *PROJECT_ARCHITECTURES)
 PARTS = ("encoder", "decoder", "head")
 POOLING = ("last", "mean")
 DECODER_OUTPUTS = ("tanh", "linear")
+INITS = ("torch", "flax")  # config.model.init of the fc_* and cnn_* families (`layer_init`)
+PAPER_LATENT_DIMS = {"cnn_small": 16, "cnn_large": 128, "vit": 8}  # the paper's only ones
 TANH_FAMILIES = ("fc_small", "fc_medium", "fc_large", "cnn_small", "cnn_large")
 
 
@@ -181,14 +189,38 @@ def unpatchify(patches, patch_size):
   return _image(grid.reshape(batch, n * patch_size, n * patch_size, channels))
 
 
-class MLP(nnx.Module):
-  """Linear layers with `activation` between them (none after the last)."""
+def layer_init(init, fan_in):
+  """The kernel_init and bias_init of one Linear, Conv or ConvTranspose layer: "flax": {} (flax's
+  defaults: LeCun-normal kernel, zero bias); "torch": PyTorch's default, kernel and bias both
+  uniform in +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5) gives that bound). fan_in as
+  PyTorch computes it: Linear in_features; Conv in_channels * k * k; ConvTranspose its weight's
+  dimension 1 (out_channels) * k * k."""
+  if init == "flax":
+    return {}
+  bound = 1.0 / math.sqrt(fan_in)
 
-  def __init__(self, widths, *, activation=jax.nn.relu, kernel_init=None, rngs):
-    init = {} if kernel_init is None else {"kernel_init": kernel_init}
+  def uniform(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return {"kernel_init": uniform, "bias_init": uniform}
+
+
+class MLP(nnx.Module):
+  """Linear layers with `activation` between them (none after the last); init: see
+  `layer_init`, or kernel_init for every kernel (with flax's zero biases)."""
+
+  def __init__(self, widths, *, activation=jax.nn.relu, kernel_init=None, init="flax", rngs):
     self.activation = activation
     self.layers = nnx.List(
-      [nnx.Linear(a, b, rngs=rngs, **init) for a, b in zip(widths, widths[1:])]
+      [
+        nnx.Linear(
+          a,
+          b,
+          rngs=rngs,
+          **({"kernel_init": kernel_init} if kernel_init is not None else layer_init(init, a)),
+        )
+        for a, b in zip(widths, widths[1:])
+      ]
     )
 
   def __call__(self, x):
@@ -204,8 +236,9 @@ class MLP(nnx.Module):
 class FCEncoder(MLP):
   """project_fc_*: the flattened image -> ReLU hidden layers -> a linear z (no activation)."""
 
-  def __init__(self, image_size, hidden, latent_dim, *, channels=1, rngs):
-    super().__init__([image_size * image_size * channels, *hidden, latent_dim], rngs=rngs)
+  def __init__(self, image_size, hidden, latent_dim, *, channels=1, init="flax", rngs):
+    widths = [image_size * image_size * channels, *hidden, latent_dim]
+    super().__init__(widths, init=init, rngs=rngs)
 
   def __call__(self, images):
     return super().__call__(images.reshape(images.shape[0], -1))
@@ -221,10 +254,12 @@ class PaperFCEncoder(FCEncoder):
 class FCDecoder(MLP):
   """z -> the mirrored ReLU hidden layers -> pixels, then the output activation."""
 
-  def __init__(self, image_size, hidden, latent_dim, *, channels=1, output="linear", rngs):
+  def __init__(
+    self, image_size, hidden, latent_dim, *, channels=1, output="linear", init="flax", rngs
+  ):
     self.image_size, self.channels, self.output = image_size, channels, output
     pixels = image_size * image_size * channels
-    super().__init__([latent_dim, *reversed(hidden), pixels], rngs=rngs)
+    super().__init__([latent_dim, *reversed(hidden), pixels], init=init, rngs=rngs)
 
   @property
   def from_latent(self):
@@ -238,9 +273,11 @@ class FCDecoder(MLP):
 class Head(MLP):
   """z (flattened) -> class logits: linear (hidden = 0) or one ReLU hidden layer."""
 
-  def __init__(self, latent_size, hidden, num_classes, *, rngs):
+  def __init__(self, latent_size, hidden, num_classes, *, init="flax", rngs):
     super().__init__(
-      [latent_size, hidden, num_classes] if hidden else [latent_size, num_classes], rngs=rngs
+      [latent_size, hidden, num_classes] if hidden else [latent_size, num_classes],
+      init=init,
+      rngs=rngs,
     )
 
   @property
@@ -354,23 +391,54 @@ def cnn_plan(config, image_size, channels=1):
   return CNNPlan([channels, *hidden, config.latent_dim], kernels, pools, sides)
 
 
-class PaperCNNEncoder(nnx.Module):
-  """cnn_small / cnn_large: per layer a k x k convolution (size kept), the layer's optional 2x2
-  stride-2 max pool, ReLU. The last feature map, (batch, s, s, latent_dim), is the latent."""
+def batch_norm(features, rngs, epsilon=1e-5, affine=True):
+  """flax's BatchNorm as PyTorch's BatchNorm*d: momentum 0.1 there is 0.9 here (the weight of
+  the old running average), epsilon 1e-5 unless given; affine=False: no scale, no bias."""
+  return nnx.BatchNorm(
+    features, momentum=0.9, epsilon=epsilon, use_scale=affine, use_bias=affine, rngs=rngs
+  )
 
-  def __init__(self, plan, *, rngs):
-    self.pools = tuple(plan.pools)
+
+def channel_dropout(rate):
+  """PyTorch's Dropout2d on (batch, s, s, channels): whole channels of each example dropped, one
+  draw per (example, channel). Active in training only, with a key (see `call`)."""
+  return nnx.Dropout(rate, broadcast_dims=(1, 2))
+
+
+def call(module, x, key=None):
+  """module(x); with a key, its dropout (if any) draws from it: training. Without a key, a
+  module in training mode with dropout fails (nnx asks for rngs) rather than skip it."""
+  if key is None or not getattr(module, "dropout_rate", 0.0):
+    return module(x)
+  return module(x, rngs=nnx.Rngs(dropout=key))
+
+
+class PaperCNNEncoder(nnx.Module):
+  """cnn_small / cnn_large: per layer a k x k convolution (size kept), channel dropout (rate
+  `dropout`; the paper's cnn_large: 0.2), BatchNorm (batch_norm), the layer's optional 2x2
+  stride-2 max pool, ReLU: the paper's order. The last feature map, (batch, s, s, latent_dim),
+  is the latent."""
+
+  def __init__(self, plan, *, batch_norm_on=True, dropout=0.0, init="flax", rngs):
+    self.pools, self.dropout_rate = tuple(plan.pools), float(dropout)
+    layers = list(zip(plan.channels, plan.channels[1:], plan.kernels))
     self.convs = nnx.List(
       [
-        nnx.Conv(a, b, (k, k), padding="SAME", rngs=rngs)
-        for a, b, k in zip(plan.channels, plan.channels[1:], plan.kernels)
+        nnx.Conv(a, b, (k, k), padding="SAME", rngs=rngs, **layer_init(init, a * k * k))
+        for a, b, k in layers
       ]
     )
+    self.norms = nnx.List([batch_norm(b, rngs) for _, b, _ in layers] if batch_norm_on else [])
+    self.dropout = channel_dropout(self.dropout_rate)
 
-  def __call__(self, images):
+  def __call__(self, images, rngs=None):
     x = _nhwc(images)
-    for conv, pool in zip(self.convs, self.pools):
+    for i, (conv, pool) in enumerate(zip(self.convs, self.pools)):
       x = conv(x)
+      if self.dropout_rate:
+        x = self.dropout(x, rngs=rngs)
+      if self.norms:
+        x = self.norms[i](x)
       if pool is not None:
         x = _max_pool(x, pool)
       x = jax.nn.relu(x)
@@ -383,7 +451,7 @@ class PaperCNNDecoder(nnx.Module):
   chosen so the side comes out exactly, as the paper's output_padding does), ReLU between, the
   output activation last."""
 
-  def __init__(self, plan, output, *, rngs):
+  def __init__(self, plan, output, *, init="flax", rngs):
     self.output = output
     layers = []
     for i in reversed(range(len(plan.kernels))):
@@ -400,6 +468,7 @@ class PaperCNNDecoder(nnx.Module):
           strides=stride,
           padding=(pad, pad),
           rngs=rngs,
+          **layer_init(init, plan.channels[i] * 9),  # PyTorch: out_channels * k * k
         )
       )
     self.deconvs = nnx.List(layers)
@@ -418,18 +487,46 @@ class PaperCNNDecoder(nnx.Module):
 
 
 class CNNLargeHead(nnx.Module):
-  """cnn_large's head: 3x3 convolution, ReLU, 1x1 convolution, 2x2 max pool, ReLU, flatten,
-  linear."""
+  """cnn_large's head, the paper's order: 3x3 convolution, channel dropout, BatchNorm, ReLU; 1x1
+  convolution, channel dropout, 2x2 max pool, BatchNorm, ReLU; flatten, linear."""
 
-  def __init__(self, latent_channels, side, hidden, num_classes, *, rngs):
-    self.from_latent = nnx.Conv(latent_channels, hidden, (3, 3), padding="SAME", rngs=rngs)
-    self.mix = nnx.Conv(hidden, hidden, (1, 1), rngs=rngs)
+  def __init__(
+    self,
+    latent_channels,
+    side,
+    hidden,
+    num_classes,
+    *,
+    batch_norm_on=True,
+    dropout=0.0,
+    init="flax",
+    rngs,
+  ):
+    self.dropout_rate = float(dropout)
+    self.from_latent = nnx.Conv(
+      latent_channels,
+      hidden,
+      (3, 3),
+      padding="SAME",
+      rngs=rngs,
+      **layer_init(init, latent_channels * 9),
+    )
+    self.mix = nnx.Conv(hidden, hidden, (1, 1), rngs=rngs, **layer_init(init, hidden))
+    self.norms = nnx.List([batch_norm(hidden, rngs) for _ in range(2)] if batch_norm_on else [])
+    self.dropout = channel_dropout(self.dropout_rate)
     pooled = side // 2
-    self.to_logits = nnx.Linear(hidden * pooled * pooled, num_classes, rngs=rngs)
+    flat = hidden * pooled * pooled
+    self.to_logits = nnx.Linear(flat, num_classes, rngs=rngs, **layer_init(init, flat))
 
-  def __call__(self, z):
-    x = jax.nn.relu(self.from_latent(z))
-    x = jax.nn.relu(_max_pool(self.mix(x), 0))
+  def _drop(self, x, rngs):
+    return self.dropout(x, rngs=rngs) if self.dropout_rate else x
+
+  def _norm(self, i, x):
+    return self.norms[i](x) if self.norms else x
+
+  def __call__(self, z, rngs=None):
+    x = jax.nn.relu(self._norm(0, self._drop(self.from_latent(z), rngs)))
+    x = jax.nn.relu(self._norm(1, _max_pool(self._drop(self.mix(x), rngs), 0)))
     return self.to_logits(x.reshape(x.shape[0], -1))
 
 
@@ -661,13 +758,16 @@ class PaperViTDecoder(nnx.Module):
 
 
 class ViTHead(nnx.Module):
-  """vit: the mean over the patch tokens (the cls token left out) -> linear -> logits."""
+  """vit: the mean over the patch tokens (the cls token left out) -> BatchNorm without scale or
+  bias, epsilon 1e-6 (the paper's BatchNorm1d(affine=False); batch_norm) -> linear -> logits."""
 
-  def __init__(self, dim, num_classes, *, rngs):
+  def __init__(self, dim, num_classes, *, batch_norm_on=True, rngs):
+    self.norm = batch_norm(dim, rngs, epsilon=1e-6, affine=False) if batch_norm_on else None
     self.from_latent = nnx.Linear(dim, num_classes, kernel_init=_xavier(), rngs=rngs)
 
   def __call__(self, z):
-    return self.from_latent(jnp.mean(z[:, 1:], axis=1))
+    pooled = jnp.mean(z[:, 1:], axis=1)
+    return self.from_latent(pooled if self.norm is None else self.norm(pooled))
 
 
 # -- checks and the network ---------------------------------------------------------------------
@@ -726,6 +826,8 @@ def check_config(config, image_size, channels=1):
   if not (_is_int(channels) and channels >= 1):
     raise ValueError(f"config.data.channels = {channels!r}; expected a positive integer")
   decoder_output(config)
+  if config.get("init", "flax") not in INITS:
+    raise ValueError(f"config.model.init = {config.init!r}; expected one of {INITS}")
   if arch in ("fc_small", "fc_medium", "fc_large"):
     config_values.positive_ints(
       config[arch].hidden, f"config.model.{arch}.hidden", allow_empty=True
@@ -733,6 +835,9 @@ def check_config(config, image_size, channels=1):
     _check_head_hidden(config[arch].head_hidden, f"config.model.{arch}.head_hidden")
   elif arch in ("cnn_small", "cnn_large"):
     cnn_plan(config, image_size, channels)
+    rate = config[arch].get("dropout", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+      raise ValueError(f"config.model.{arch}.dropout = {rate!r}; expected a number in [0, 1)")
     if arch == "cnn_large" and not (
       _is_int(config.cnn_large.head_channels) and config.cnn_large.head_channels >= 1
     ):
@@ -769,31 +874,46 @@ class TradeoffNet(nnx.Module):
     channels: the images' (config.data.channels; 1: (S, S) grayscale)."""
     check_config(config, image_size, channels)
     arch, latent, output = config.architecture, config.latent_dim, decoder_output(config)
+    init, norm = config.get("init", "flax"), config.get("batch_norm", True)
     if arch in ("fc_small", "fc_medium", "fc_large"):
       c = config[arch]
       hidden = list(c.hidden)
-      self.encoder = PaperFCEncoder(image_size, hidden, latent, channels=channels, rngs=rngs)
-      self.decoder = FCDecoder(
-        image_size, hidden, latent, channels=channels, output=output, rngs=rngs
+      self.encoder = PaperFCEncoder(
+        image_size, hidden, latent, channels=channels, init=init, rngs=rngs
       )
-      self.head = Head(latent, c.head_hidden, num_classes, rngs=rngs)
+      self.decoder = FCDecoder(
+        image_size, hidden, latent, channels=channels, output=output, init=init, rngs=rngs
+      )
+      self.head = Head(latent, c.head_hidden, num_classes, init=init, rngs=rngs)
     elif arch in ("cnn_small", "cnn_large"):
       plan = cnn_plan(config, image_size, channels)
-      self.encoder = PaperCNNEncoder(plan, rngs=rngs)
-      self.decoder = PaperCNNDecoder(plan, output, rngs=rngs)
+      dropout = config[arch].get("dropout", 0.0)
+      self.encoder = PaperCNNEncoder(
+        plan, batch_norm_on=norm, dropout=dropout, init=init, rngs=rngs
+      )
+      self.decoder = PaperCNNDecoder(plan, output, init=init, rngs=rngs)
       side = plan.sides[-1]
       if arch == "cnn_small":
-        self.head = Head(latent * side * side, 0, num_classes, rngs=rngs)
+        self.head = Head(latent * side * side, 0, num_classes, init=init, rngs=rngs)
       else:
         hidden = config.cnn_large.head_channels
-        self.head = CNNLargeHead(latent, side, hidden, num_classes, rngs=rngs)
+        self.head = CNNLargeHead(
+          latent,
+          side,
+          hidden,
+          num_classes,
+          batch_norm_on=norm,
+          dropout=dropout,
+          init=init,
+          rngs=rngs,
+        )
     elif arch == "vit":
       c = config.vit
       self.encoder = PaperViTEncoder(c, image_size, latent, channels=channels, rngs=rngs)
       self.decoder = PaperViTDecoder(
         c, image_size, latent, channels=channels, output=output, rngs=rngs
       )
-      self.head = ViTHead(latent, num_classes, rngs=rngs)
+      self.head = ViTHead(latent, num_classes, batch_norm_on=norm, rngs=rngs)
     else:
       if arch.startswith("project_fc_"):
         size = arch[len("project_fc_") :]
@@ -825,10 +945,11 @@ class TradeoffNet(nnx.Module):
 def encode(encoder, images, rng=None):
   """(z, mask) of a training batch: with an `rng` and an encoder that masks (vit with
   masking_ratio > 0), the latent of a random subset of patches and the mask that `decode` and
-  `reconstruction_error` take; else (encoder(images), None), the evaluation's latent."""
+  `reconstruction_error` take; with an `rng` and an encoder with dropout, z with its dropout
+  drawn from it (`call`); else (encoder(images), None), the evaluation's latent."""
   if rng is not None and getattr(encoder, "masking_ratio", 0.0) > 0:
     return encoder.masked(images, rng)
-  return encoder(images), None
+  return call(encoder, images, rng), None
 
 
 def decode(decoder, z, mask=None):

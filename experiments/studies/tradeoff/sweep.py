@@ -1,5 +1,6 @@
 r"""Study C's sweep in one command: every (architecture, latent size, lambda, seed) of
-config.sweep.
+config.sweep, and the (architecture, latent size) pairs of config.sweep.extra_points at every
+lambda and seed.
 
   python -m experiments.studies.tradeoff.sweep \
       --config=experiments/studies/tradeoff/configs/digits.py --workdir=runs/tradeoff
@@ -12,15 +13,25 @@ Seeds are the outer loop (config.sweep.seeds), so a stopped sweep already holds 
 finished runs (eval/metrics.json present) are read back, a partial one continues from its
 checkpoint, and a run directory holding a different config is refused. Then:
 
-  WORKDIR/tradeoff.csv          one row per run: architecture, latent_dim, lam, seed, accuracy,
-                                mse, cross_entropy (test split), n_test, steps;
-  WORKDIR/tradeoff_summary.csv  one row per (architecture, latent_dim, lam): accuracy_mean,
-                                accuracy_lo, accuracy_hi, mse_mean, mse_lo, mse_hi, seeds (the
-                                mean over seeds; lo, hi: a 90% percentile-bootstrap band of that
-                                mean, seeds resampled; zero width with one seed);
+  WORKDIR/tradeoff.csv          one row per run: the columns of eval/metrics.json (report.py:
+                                the selected state's test metrics, `select` and its step, the
+                                last state's beside them, latent_size, dead_latent, the floors
+                                mse_floor and accuracy_floor: the best a constant answer scores
+                                on the test split) and below_floor (1: the run does not beat
+                                both floors);
+  WORKDIR/tradeoff_summary.csv  one row per (architecture, latent_dim, lam): latent_size,
+                                accuracy_mean, accuracy_lo, accuracy_hi, mse_mean, mse_lo, mse_hi
+                                (the mean over seeds; lo, hi: a 90% percentile-bootstrap band of
+                                that mean, seeds resampled; zero width with one seed),
+                                last_accuracy_mean, last_mse_mean, dead_latent_mean, the floors,
+                                runs_below_floor and flagged (1: the mean or any seed's run does
+                                not beat both floors: no trend may rest on it), seeds;
   WORKDIR/tradeoff.png          from the summary: accuracy against MSE, one curve per
                                 architecture and latent size, points labelled by lambda, with
-                                the bands as error bars; and each against lambda, bands shaded;
+                                the bands as error bars, the floors as grey lines and flagged
+                                points circled in red; and each against lambda, bands shaded;
+                                "(extension)" marks a CNN latent the paper never ran (it keeps
+                                cnn_small at 16 channels, cnn_large at 128);
   WORKDIR/reconstructions.png   a few test images reconstructed at every lambda, per
                                 architecture and latent size (the runs of the first seed).
 
@@ -37,10 +48,10 @@ import ml_collections
 import numpy as np
 from absl import app, logging
 
-from experiments import config_values, sweep_runs
+from experiments import config_values, data, sweep_runs
 from experiments.bootstrap import seed_band
 from experiments.studies.tradeoff import report as tradeoff_report
-from experiments.studies.tradeoff.networks import ARCHITECTURES
+from experiments.studies.tradeoff.networks import ARCHITECTURES, PAPER_LATENT_DIMS
 from experiments.studies.tradeoff.task import check_lam
 
 matplotlib.use("Agg")
@@ -54,20 +65,38 @@ RECONSTRUCTIONS_PNG = "reconstructions.png"
 COLUMNS = (
   "architecture",
   "latent_dim",
+  "latent_size",
   "lam",
   "seed",
+  "select",
   "accuracy",
   "mse",
   "cross_entropy",
-  "n_test",
   "steps",
+  "last_accuracy",
+  "last_mse",
+  "last_cross_entropy",
+  "last_steps",
+  "dead_latent",
+  "last_dead_latent",
+  "mse_floor",
+  "accuracy_floor",
+  "below_floor",
+  "n_test",
 )
 SUMMARISED = ("accuracy", "mse")  # the metrics tradeoff_summary.csv gives a mean and band of
+MEANS = ("last_accuracy", "last_mse", "dead_latent")  # ... a mean only (where the runs have them)
 SUMMARY_COLUMNS = (
   "architecture",
   "latent_dim",
+  "latent_size",
   "lam",
   *(f"{metric}_{stat}" for metric in SUMMARISED for stat in ("mean", "lo", "hi")),
+  *(f"{metric}_mean" for metric in MEANS),
+  "mse_floor",
+  "accuracy_floor",
+  "runs_below_floor",
+  "flagged",
   "seeds",
 )
 BAND_LEVEL = 0.9
@@ -98,13 +127,41 @@ def grid(config):
     raise ValueError(f"config.sweep.lams = {sweep.lams!r}; expected a tuple of numbers in [0, 1]")
   lams = [check_lam(lam, f"config.sweep.lams entry {i}") for i, lam in enumerate(sweep.lams)]
   lams = config_values.distinct(lams, "config.sweep.lams")
-  return [
-    (a, z, lam, seed)
-    for seed in sweep_runs.seeds(config)
-    for a in architectures
-    for z in latent_dims
-    for lam in lams
-  ]
+  pairs = [(a, z) for a in architectures for z in latent_dims]
+  for i, point in enumerate(sweep.get("extra_points", ())):
+    field = f"config.sweep.extra_points entry {i}"
+    if (
+      not isinstance(point, (tuple, list))
+      or len(point) != 2
+      or point[0] not in ARCHITECTURES
+      or not isinstance(point[1], int)
+      or isinstance(point[1], bool)
+      or point[1] < 1
+    ):
+      raise ValueError(
+        f"{field} = {point!r}; expected (architecture from {ARCHITECTURES}, latent_dim >= 1)"
+      )
+    if tuple(point) in pairs:
+      raise ValueError(f"{field} = {point!r} is already in the grid")
+    pairs.append(tuple(point))
+  return [(a, z, lam, seed) for seed in sweep_runs.seeds(config) for a, z in pairs for lam in lams]
+
+
+def below_floor(row):
+  """1 when a run does not beat both floors (`below_floors`), else 0."""
+  return below_floors(row["mse"], row["accuracy"], row)
+
+
+def below_floors(mse, accuracy, floors):
+  """1 when the MSE is at or above floors["mse_floor"] (the mean image's) or the accuracy at or
+  below floors["accuracy_floor"] (the majority class's), else 0."""
+  return int(mse >= floors["mse_floor"] or accuracy <= floors["accuracy_floor"])
+
+
+def is_extension(architecture, latent_dim):
+  """A CNN latent the paper never ran (it never sweeps the CNNs' latent): this project's."""
+  paper = PAPER_LATENT_DIMS.get(architecture)
+  return architecture.startswith("cnn_") and latent_dim != paper
 
 
 def run_name(architecture, latent_dim, lam, seed):
@@ -135,6 +192,8 @@ def run_sweep(config, workdir):
   rerun to resume)."""
   workdir = os.path.abspath(workdir)
   points = grid(config)
+  # the floors of the test split, once (the runs' metrics.json carry the same)
+  floors = tradeoff_report.floors(data.open_split(config, config.data.eval_split))
   rows = []
   for i, point in enumerate(points):
     name = run_name(*point)
@@ -143,7 +202,8 @@ def run_sweep(config, workdir):
     if row is None:
       logging.warning("Stopped during %s; run the same command again to resume.", name)
       return None
-    row = {**row, "seed": point[3]}
+    row = {**row, "seed": point[3], **floors}
+    row["below_floor"] = below_floor(row)
     rows.append(row)
     if jax.process_index() == 0:
       print(
@@ -171,9 +231,18 @@ def summarise(rows, level=BAND_LEVEL):
   summary = []
   for (architecture, latent_dim, lam), runs in groups.items():
     out = {"architecture": architecture, "latent_dim": latent_dim, "lam": lam}
+    out["latent_size"] = runs[0].get("latent_size", "")
     for metric in SUMMARISED:
       mean, lo, hi = seed_band([r[metric] for r in runs], level=level)
       out.update({f"{metric}_mean": mean, f"{metric}_lo": lo, f"{metric}_hi": hi})
+    for metric in MEANS:
+      if all(metric in r for r in runs):
+        out[f"{metric}_mean"] = float(np.mean([r[metric] for r in runs]))
+    if all("mse_floor" in r for r in runs):  # the same test split: the same floors
+      out["mse_floor"], out["accuracy_floor"] = runs[0]["mse_floor"], runs[0]["accuracy_floor"]
+      out["runs_below_floor"] = sum(below_floor(r) for r in runs)
+      mean_below = below_floors(out["mse_mean"], out["accuracy_mean"], out)
+      out["flagged"] = int(mean_below or out["runs_below_floor"] > 0)
     out["seeds"] = len(runs)
     summary.append(out)
   return summary
@@ -210,7 +279,7 @@ def plot_tradeoff(summary, config, path):
       linestyle=styles[latent],
       marker=markers[latent],
       markersize=4,
-      label=f"{arch}, latent {latent}",
+      label=f"{arch}, latent {latent}" + (" (extension)" * is_extension(arch, latent)),
     )
     mse, mse_lo, mse_hi = _band(curve, "mse")
     accuracy, accuracy_lo, accuracy_hi = _band(curve, "accuracy")
@@ -223,6 +292,17 @@ def plot_tradeoff(summary, config, path):
       capsize=1.5,
       **kw,
     )
+    flagged = [r for r in curve if r.get("flagged")]
+    if flagged:
+      axes[0].scatter(
+        [r["mse_mean"] for r in flagged],
+        [r["accuracy_mean"] for r in flagged],
+        s=90,
+        facecolors="none",
+        edgecolors="red",
+        linewidths=0.8,
+        zorder=3,
+      )
     for r in curve:
       axes[0].annotate(
         f"{r['lam']:g}",
@@ -239,6 +319,15 @@ def plot_tradeoff(summary, config, path):
     ):
       ax.plot(positions, mean, **kw)
       ax.fill_between(positions, lo, hi, color=colours[arch], alpha=0.15, linewidth=0)
+  floors = [r for r in summary if "mse_floor" in r]
+  if floors:
+    floor_kw = dict(color="grey", linewidth=0.9, linestyle=(0, (2, 2)))
+    mse_floor, accuracy_floor = floors[0]["mse_floor"], floors[0]["accuracy_floor"]
+    axes[0].axvline(mse_floor, label=f"mean-image MSE {mse_floor:.3f}", **floor_kw)
+    axes[0].axhline(accuracy_floor, label=f"majority accuracy {accuracy_floor:.3f}", **floor_kw)
+    axes[1].axhline(accuracy_floor, **floor_kw)
+    axes[2].axhline(mse_floor, **floor_kw)
+    axes[0].scatter([], [], s=90, facecolors="none", edgecolors="red", label="below a floor")
   axes[0].set_xscale("log")
   axes[0].set_xlabel("test reconstruction MSE (log scale)")
   axes[0].set_ylabel("test accuracy")

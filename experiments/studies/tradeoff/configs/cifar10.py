@@ -45,5 +45,6 @@ def get_config():
   c.model.architecture = "cnn_large"  # the paper's CIFAR-10 network
   c.model.latent_dim = 128  # cnn_large: the latent feature map's channels, the paper's 128
   c.sweep.architectures = ("cnn_large",)
+  c.sweep.extra_points = ()
   c.sweep.seeds = (0, 1, 2)  # training seeds (the outer loop): bands over seeds
   return c

@@ -1,10 +1,10 @@
 r"""Study C on the embedded digits: classification vs reconstruction through one latent.
 
-The default sweep: 5 architectures x 2 latent sizes x 8 lambdas = 80 short runs for each of 3
-seeds (config.sweep.seeds), then tradeoff.csv (one row per run), tradeoff_summary.csv (means over
-seeds with 90% bootstrap bands), tradeoff.png and reconstructions.png (see sweep.py). About 15
-minutes per seed on a 2-core CPU (45 min for the 3), no download (--config.sweep.seeds='(0,)'
-for one seed):
+The default sweep: 5 architectures x 2 latent sizes, and cnn_small at 4 channels (16 values:
+config.sweep.extra_points), x 8 lambdas = 88 short runs for each of 3 seeds (config.sweep.seeds),
+then tradeoff.csv (one row per run), tradeoff_summary.csv (means over seeds with 90% bootstrap
+bands), tradeoff.png and reconstructions.png (see sweep.py). 48 minutes for one seed on the 2-core
+CPU shared with other jobs (2026-12-06), no download (--config.sweep.seeds='(0,)' for one seed):
 
   python -m experiments.studies.tradeoff.sweep \
       --config=experiments/studies/tradeoff/configs/digits.py --workdir=runs/tradeoff_digits
@@ -31,6 +31,12 @@ def steps_for_epochs(c):
   overrides of any of the three (an explicit --config.num_train_steps still wins)."""
   batch = c.get_ref("batch_size")
   return (c.get_ref("num_epochs") * c.data.get_ref("train_examples") + batch - 1) // batch
+
+
+def steps_per_epoch(c):
+  """ceil(data.train_examples / batch_size), kept in step with overrides of either."""
+  batch = c.get_ref("batch_size")
+  return (c.data.get_ref("train_examples") + batch - 1) // batch
 
 
 def get_config():
@@ -74,6 +80,13 @@ def get_config():
   # decoder output: tanh | linear; None = the family's own (tanh: fc_*, cnn_*; linear: vit, as
   # the paper's code, and mamba, project_*)
   c.model.decoder_output = config_dict.placeholder(str)
+  # fc_*, cnn_*: torch = PyTorch's default initialisation, as the paper's code runs (kernel and
+  # bias uniform in +-1/sqrt(fan_in)) | flax = flax's (LeCun-normal kernels, zero biases; the
+  # earlier runs). The vit keeps the paper's Xavier init, mamba and project_* flax's
+  c.model.init = "torch"
+  # BatchNorm where the paper's code has it (cnn_* encoders, the cnn_large head, the vit head;
+  # none in the fc_* families); False = none (the earlier runs)
+  c.model.batch_norm = True
   # The paper's sizes are for 28 x 28 (configs/mnist.py has them). Digits-sized rule, for 8 x 8:
   # FC hidden widths scaled by the input size, round(width * 64 / 784) (616 -> 50, 716 -> 58,
   # 684 -> 56), heads as the paper's (they read the latent, not the image); CNNs keep their
@@ -93,12 +106,14 @@ def get_config():
   c.model.cnn_small.kernel_sizes = (3, 3, 3)  # one per convolution; paper's
   c.model.cnn_small.pool = (True, False, True)  # 2x2 stride-2 max pool after it: 8 -> 4 -> 4 -> 2
   c.model.cnn_small.pool_padding = (0, 0, 0)  # that pool's padding (paper, 28: (0, 1, 0))
+  c.model.cnn_small.dropout = 0.0  # channel dropout after each convolution; paper's MNIST: 0
   c.model.cnn_large = ml_collections.ConfigDict()
   c.model.cnn_large.channels = (64, 64, 128, 128)  # paper's (its latent_dim: 128)
   c.model.cnn_large.kernel_sizes = (7, 7, 5, 5, 3)  # paper's
   c.model.cnn_large.pool = (False, False, False, True, True)  # 8 -> 2 (paper: last three pool)
   c.model.cnn_large.pool_padding = (0, 0, 0, 0, 0)
   c.model.cnn_large.head_channels = 256  # the head's two convolutions; paper's
+  c.model.cnn_large.dropout = 0.2  # channel dropout (encoder and head); the paper's CIFAR-10
   c.model.vit = ml_collections.ConfigDict()
   c.model.vit.patch_size = 2  # P x P patches: a 4 x 4 grid (paper, 28: P = 7)
   c.model.vit.n_heads = 4  # attention heads (encoder and decoder); paper's
@@ -148,12 +163,20 @@ def get_config():
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 128  # evaluation batch (the whole test split is evaluated)
   c.eval.num_images = 8  # test images shown reconstructed
+  # best = the state with the lowest combined test loss lam * MSE + (1 - lam) * CE among the
+  # evaluations every eval_every_steps (the paper keeps its best epoch), the last state's metrics
+  # reported beside it | last = the state at the end of training
+  c.eval.select = "best"
+  c.eval.eval_every_steps = steps_per_epoch(c)  # one evaluation per epoch, as the paper's
 
   c.sweep = ml_collections.ConfigDict()  # read by the study's sweep.py only
   # the paper's three FC complexities, its MNIST CNN and this project's mamba; the vit's latent_dim
   # is a token dimension (2 is invalid): its own command in README, latents (8, 16)
   c.sweep.architectures = ("fc_small", "fc_medium", "fc_large", "cnn_small", "mamba")
   c.sweep.latent_dims = (2, 16)  # latent sizes of the grid
+  # (architecture, latent_dim) points added at every lambda and seed: cnn_small at 4 channels
+  # holds 2 x 2 x 4 = 16 values, as fc_* and mamba at latent_dim 16 (equal latent size)
+  c.sweep.extra_points = (("cnn_small", 4),)
   c.sweep.lams = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0)  # lambdas of the grid
   c.sweep.seeds = (0, 1, 2)  # training seeds of the grid (its outer loop): bands over seeds
   c.sweep.figure_images = 3  # test images per architecture and latent in reconstructions.png

@@ -59,5 +59,6 @@ def get_config():
   # dimension): --config.sweep.architectures='("vit",)' --config.sweep.latent_dims='(4,8,16)'
   c.sweep.architectures = ("fc_small", "fc_medium", "fc_large", "cnn_small", "mamba")
   c.sweep.latent_dims = (2, 4, 8, 16, 32, 64, 128)
+  c.sweep.extra_points = ()  # cnn_small's 4 x 4 x z: equal sizes are in the grid (z 2, 4, 8)
   c.sweep.seeds = (0, 1, 2)  # training seeds (the outer loop): bands over seeds
   return c

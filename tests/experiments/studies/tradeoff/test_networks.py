@@ -28,13 +28,16 @@ def model_config(architecture, latent_dim=4, **overrides):
 
 
 def build(architecture, image_size=8, num_classes=10, channels=1, **overrides):
-  return tn.TradeoffNet(
+  """The network in evaluation mode (BatchNorm's running averages, no dropout)."""
+  net = tn.TradeoffNet(
     model_config(architecture, **overrides),
     image_size=image_size,
     num_classes=num_classes,
     channels=channels,
     rngs=nnx.Rngs(0),
   )
+  net.eval()
+  return net
 
 
 def latent_shape(architecture, image_size, latent_dim=4):
@@ -77,6 +80,7 @@ def test_rgb_images_round_trip_in_their_shape(architecture):
 
   def run(images, channels):
     net = tn.TradeoffNet(config, image_size=8, num_classes=10, channels=channels, rngs=nnx.Rngs(0))
+    net.eval()
     z, reconstructions, logits = net(images)
     return z, reconstructions, logits, tn.reconstruction_error(reconstructions, images)
 
@@ -103,6 +107,10 @@ def block(d, ratio=4):  # two LayerNorms, query, key, value and output maps, the
   return 2 * 2 * d + 4 * dense(d, d) + dense(d, ratio * d) + dense(ratio * d, d)
 
 
+def norms(*features):  # BatchNorm's scale and bias per feature (the paper's BatchNorm2d)
+  return sum(2 * f for f in features)
+
+
 def fc(widths):
   return sum(dense(a, b) for a, b in zip(widths, widths[1:]))
 
@@ -117,7 +125,7 @@ def paper_count(architecture, z, pixels=784, channels=1, latent_side=4):
     encoder = fc([pixels, *hidden, z])
     return encoder + fc([z, *reversed(hidden), pixels]) + fc([z, *head, 10])
   if architecture == "cnn_small":
-    encoder = conv(channels, 16, 3) + conv(16, 16, 3) + conv(16, z, 3)
+    encoder = conv(channels, 16, 3) + conv(16, 16, 3) + conv(16, z, 3) + norms(16, 16, z)
     decoder = conv(z, 16, 3) + conv(16, 16, 3) + conv(16, channels, 3)
     return encoder + decoder + dense(z * latent_side**2, 10)
   if architecture == "cnn_large":
@@ -127,6 +135,7 @@ def paper_count(architecture, z, pixels=784, channels=1, latent_side=4):
       + conv(64, 128, 5)
       + conv(128, 128, 5)
       + conv(128, z, 3)
+      + norms(64, 64, 128, 128, z)
     )
     decoder = (
       conv(z, 128, 3)
@@ -135,13 +144,14 @@ def paper_count(architecture, z, pixels=784, channels=1, latent_side=4):
       + conv(64, 64, 3)
       + conv(64, channels, 3)
     )
-    head = conv(z, 256, 3) + conv(256, 256, 1) + dense(256 * (latent_side // 2) ** 2, 10)
+    head = conv(z, 256, 3) + conv(256, 256, 1) + norms(256, 256)
+    head += dense(256 * (latent_side // 2) ** 2, 10)
     return encoder + decoder + head
   assert architecture == "vit"  # patch 7, 1 + 1 blocks, decoder width z, no mask token
   patch = 7 * 7 * channels
   encoder = dense(patch, z) + z + block(z) + 2 * z  # embedding, cls token, block, LayerNorm
   decoder = dense(z, z) + block(z) + 2 * z + dense(z, patch)
-  return encoder + decoder + dense(z, 10)
+  return encoder + decoder + dense(z, 10)  # the head's BatchNorm has no scale or bias
 
 
 def abstract_net(config, image_size, channels=1):
@@ -165,6 +175,7 @@ def output_shapes(config, input_shape, channels=1):
     net = tn.TradeoffNet(
       config, image_size=input_shape[1], num_classes=10, channels=channels, rngs=nnx.Rngs(0)
     )
+    net.eval()
     return net(x)
 
   outputs = jax.eval_shape(run, jax.ShapeDtypeStruct(input_shape, jnp.float32))
@@ -193,9 +204,9 @@ def test_paper_families_at_mnist_sizes(architecture, latent_dim, latent):
 def test_known_totals_at_mnist_sizes():
   """The totals the module docstring gives, from the formulas above."""
   assert paper_count("fc_small", 16) == 26_058
-  assert paper_count("cnn_small", 16) == 12_155
+  assert paper_count("cnn_small", 16) == 12_251  # 12155 + 96 of BatchNorm
   assert paper_count("vit", 8) == 2_787  # (+ 8: the mask token, with masking)
-  assert paper_count("cnn_large", 128, latent_side=3) == 1_736_203
+  assert paper_count("cnn_large", 128, latent_side=3) == 1_738_251  # 1736203 + 2048 BatchNorm
 
 
 def test_cnn_large_on_rgb_32_is_the_papers_cifar10_network():
@@ -240,6 +251,37 @@ def test_project_families_keep_their_parameters(architecture):
   assert tn.decoder_output(config) == "linear"
 
 
+def test_torch_init_is_pytorchs_uniform_and_flax_init_its_own():
+  """init "torch": every kernel and bias of the Linear, Conv and ConvTranspose layers uniform in
+  +-1/sqrt(fan_in), fan_in as PyTorch computes it (a transposed convolution's from its output
+  channels); "flax": zero biases, LeCun-normal kernels (beyond that bound somewhere)."""
+
+  def layers(net):
+    return [
+      (path, layer)
+      for path, layer in nnx.iter_graph(net)
+      if isinstance(layer, (nnx.Linear, nnx.Conv, nnx.ConvTranspose))
+    ]
+
+  torch_net, flax_net = (build("cnn_small", latent_dim=4, init=init) for init in ("torch", "flax"))
+  seen = set()
+  for path, layer in layers(torch_net):
+    kernel, bias = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
+    *window, fan_in, fan_out = kernel.shape
+    if isinstance(layer, nnx.ConvTranspose):
+      fan_in = fan_out  # PyTorch's weight is (in, out, k, k): its dimension 1 is out
+    bound = 1.0 / math.sqrt(fan_in * math.prod(window))
+    for values in (kernel, bias):
+      assert np.abs(values).max() <= bound, path
+    assert np.abs(kernel).max() > 0.8 * bound, path  # the whole range is used, not a part
+    seen.add(type(layer))
+  assert seen == {nnx.Linear, nnx.Conv, nnx.ConvTranspose}
+  flax_layers = layers(flax_net)
+  assert all(np.all(np.asarray(layer.bias[...]) == 0) for _, layer in flax_layers)
+  fc = dict(layers(build("fc_medium", init="torch")))
+  assert all(np.any(np.asarray(layer.bias[...]) != 0) for layer in fc.values())
+
+
 # -- latents, outputs, masking --------------------------------------------------------------------
 
 
@@ -254,6 +296,7 @@ def test_paper_latents_are_rectified_and_outputs_squashed(architecture):
   assert tn.decoder_output(net_config) == "tanh"
   net_config.decoder_output = "linear"
   linear = tn.TradeoffNet(net_config, image_size=8, num_classes=10, rngs=nnx.Rngs(0))
+  linear.eval()
   _, unsquashed, _ = linear(images)
   np.testing.assert_allclose(np.tanh(unsquashed), reconstructions, rtol=1e-5, atol=1e-6)
 
@@ -272,6 +315,7 @@ def test_vit_masks_in_training_only():
   c = model_config("vit", latent_dim=8)
   c.vit.masking_ratio = 0.5
   net = tn.TradeoffNet(c, image_size=8, num_classes=10, rngs=nnx.Rngs(0))
+  net.eval()  # masking follows the key alone (the head's BatchNorm reads its averages)
   images, target = images_of((3, 8, 8)), images_of((3, 8, 8), key=5)
   z, mask = tn.encode(net.encoder, images)  # no key: no masking
   assert mask is None
@@ -344,6 +388,7 @@ def test_latent_sees_every_patch(architecture, pool):
   if pool:
     c[architecture].pool = pool
   net = tn.TradeoffNet(c, image_size=8, num_classes=10, rngs=nnx.Rngs(0))
+  net.eval()
   images = images_of((1, 8, 8), key=2)
   grad = nnx.jit(lambda net, x: jax.grad(lambda y: jnp.sum(net.encoder(y) ** 2))(x))(net, images)[0]
   assert np.abs(grad[:2, :2]).sum() > 0 and np.abs(grad[-2:, -2:]).sum() > 0
@@ -369,6 +414,7 @@ def test_bad_configs_name_the_field():
     (dict(architecture="vit", latent_dim=2), "config.model.latent_dim = 2 cannot be the vit"),
     (dict(architecture="vit", latent_dim=12), None),  # 12 is no multiple of 8 heads
     (dict(architecture="mamba", patch_size=3), "config.model.patch_size"),
+    (dict(init="kaiming"), "config.model.init"),
   ]
   for overrides, field in cases:
     c = model_config(overrides.pop("architecture", "fc_small"), **overrides)
@@ -401,6 +447,7 @@ def test_bad_configs_name_the_field():
   fails("cnn_small", "config.model.cnn_small.kernel_sizes", "cnn_small", kernel_sizes=(3, 3))
   fails("cnn_large", "config.model.cnn_large.pool", "cnn_large", pool=(True, True))
   fails("cnn_large", "needs a side of 2", "cnn_large", pool=(False, False, True, True, True))
+  fails("cnn_large", "config.model.cnn_large.dropout", "cnn_large", dropout=1.0)
   fails("vit", "config.model.vit.patch_size", "vit", patch_size=3)
   fails("vit", "config.model.vit.masking_ratio", "vit", masking_ratio=1.0)
   fails("vit", "keeps 0 of 16 patches", "vit", masking_ratio=0.99)

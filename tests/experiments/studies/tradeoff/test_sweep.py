@@ -1,6 +1,7 @@
 """Study C's sweep: the grid (seeds outermost) and per-run configs, the summary over seeds (means
-and bootstrap bands), a tiny two-seed sweep through the command line, resume (finished runs
-skipped, a missing evaluation redone, a changed config refused) and a stopped run."""
+and bootstrap bands), the floors' flags, a tiny two-seed sweep through the command line, resume
+(finished runs skipped, a missing evaluation redone, a changed config refused) and a stopped
+run."""
 
 import csv
 import os
@@ -26,6 +27,7 @@ TINY = {
   "sweep.latent_dims": (2,),
   "sweep.lams": (0.0, 1.0),
   "sweep.seeds": (0, 1),
+  "sweep.extra_points": (),
   "sweep.figure_images": 2,
   "num_train_steps": 2,
   "batch_size": 16,
@@ -61,14 +63,17 @@ def test_grid_and_run_configs():
   config = tradeoff_digits.get_config()
   architectures = list(config.sweep.architectures)
   points = sweep.grid(config)
-  per_seed = len(architectures) * 2 * 8
+  per_seed = (len(architectures) * 2 + 1) * 8  # and cnn_small at 4 channels: 16 values
   assert tuple(config.sweep.seeds) == (0, 1, 2) and len(points) == 3 * per_seed
   # Seeds outermost: a stopped sweep holds every other point at the first seeds.
   assert [p[3] for p in points] == [0] * per_seed + [1] * per_seed + [2] * per_seed
   assert points[:2] == [(architectures[0], 2, 0.0, 0), (architectures[0], 2, 0.1, 0)]
-  assert points[per_seed - 1] == (architectures[-1], 16, 1.0, 0)
+  assert points[per_seed - 9] == (architectures[-1], 16, 1.0, 0)
+  assert points[per_seed - 8 : per_seed] == [("cnn_small", 4, lam, 0) for lam in config.sweep.lams]
   assert points[per_seed] == (architectures[0], 2, 0.0, 1)
-  assert points[-1] == (architectures[-1], 16, 1.0, 2)
+  assert points[-1] == ("cnn_small", 4, 1.0, 2)
+  assert sweep.is_extension("cnn_small", 4) and not sweep.is_extension("cnn_small", 16)
+  assert not sweep.is_extension("fc_small", 2)
   assert [p[:3] for p in points[:per_seed]] == [p[:3] for p in points[per_seed : 2 * per_seed]]
   assert sweep.run_name("cnn_large", 16, 0.99, 2) == "cnn_large_z16_lam0.99_seed2"
   assert sweep.run_name("fc_small", 2, 0.0, 0) == "fc_small_z2_lam0_seed0"
@@ -98,6 +103,9 @@ def test_grid_and_run_configs():
     ("seeds", (-1,)),
     ("seeds", ("a",)),
     ("seeds", ()),
+    ("extra_points", (("fc_small", 2),)),  # already in the grid
+    ("extra_points", (("resnet", 4),)),
+    ("extra_points", (("cnn_small", 0),)),
   ],
 )
 def test_bad_grids_name_the_field(field, value):
@@ -111,9 +119,21 @@ def test_bad_grids_name_the_field(field, value):
     sweep.grid(config)
 
 
-def _row(architecture, latent_dim, lam, seed, accuracy, mse):
+def _row(architecture, latent_dim, lam, seed, accuracy, mse, floors=(0.3, 0.1)):
+  """A run's metrics row; its last state's metrics a little worse, its floors `floors`."""
   return dict(
-    architecture=architecture, latent_dim=latent_dim, lam=lam, seed=seed, accuracy=accuracy, mse=mse
+    architecture=architecture,
+    latent_dim=latent_dim,
+    latent_size=latent_dim,
+    lam=lam,
+    seed=seed,
+    accuracy=accuracy,
+    mse=mse,
+    last_accuracy=accuracy - 0.01,
+    last_mse=mse + 0.01,
+    dead_latent=0.0,
+    mse_floor=floors[0],
+    accuracy_floor=floors[1],
   )
 
 
@@ -149,21 +169,45 @@ def test_summary_means_and_bands_over_seeds():
       assert row[f"{metric}_mean"] < row[f"{metric}_hi"] <= max(values)
   assert (single["accuracy_mean"], single["accuracy_lo"], single["accuracy_hi"]) == (0.5, 0.5, 0.5)
   assert (single["mse_mean"], single["mse_lo"], single["mse_hi"]) == (0.3, 0.3, 0.3)
+  assert first["last_accuracy_mean"] == pytest.approx(np.mean(list(accuracy.values())) - 0.01)
   # A wider level, a wider band.
   wide = sweep.summarise(rows, level=0.99)[0]
   assert wide["mse_lo"] <= first["mse_lo"] and wide["mse_hi"] >= first["mse_hi"]
 
 
-def test_tradeoff_figure_from_a_summary(tmp_path):
+def test_points_below_a_floor_are_flagged():
+  """A run is below a floor when its MSE is not below the mean image's or its accuracy not above
+  the majority class's; a summary point is flagged when its mean or any seed's run is."""
   rows = [
-    _row(a, z, lam, s, 0.5 + 0.1 * s - 0.2 * lam, 0.02 + 0.01 * s + 0.1 * (1 - lam))
+    _row("clear", 2, 0.0, 0, 0.5, 0.2),
+    _row("clear", 2, 0.0, 1, 0.6, 0.25),
+    _row("one_seed", 2, 0.0, 0, 0.5, 0.2),
+    _row("one_seed", 2, 0.0, 1, 0.1, 0.2),  # the majority class's accuracy: not above it
+    _row("mse", 2, 0.0, 0, 0.9, 0.3),  # the mean image's MSE: not below it
+  ]
+  assert [sweep.below_floor(r) for r in rows] == [0, 0, 0, 1, 1]
+  summary = {r["architecture"]: r for r in sweep.summarise(rows)}
+  assert [(summary[a]["runs_below_floor"], summary[a]["flagged"]) for a in summary] == [
+    (0, 0),
+    (1, 1),
+    (1, 1),
+  ]
+  assert (summary["clear"]["mse_floor"], summary["clear"]["accuracy_floor"]) == (0.3, 0.1)
+
+
+def test_tradeoff_figure_from_a_summary(tmp_path):
+  """The figure, with its floors and a flagged point (MSE 0.12 at the floor 0.12)."""
+  rows = [
+    _row(a, z, lam, s, 0.5 + 0.1 * s - 0.2 * lam, 0.02 + 0.1 * (1 - lam), floors=(0.12, 0.1))
     for s in (0, 1)
-    for a in ("x", "y")
+    for a in ("x", "cnn_small")
     for z in (2, 8)
     for lam in (0.0, 0.5, 1.0)
   ]
+  summary = sweep.summarise(rows)
+  assert sum(r["flagged"] for r in summary) == 4  # lambda 0: MSE 0.12, every curve
   path = tmp_path / sweep.TRADEOFF_PNG
-  sweep.plot_tradeoff(sweep.summarise(rows), tradeoff_digits.get_config(), str(path))
+  sweep.plot_tradeoff(summary, tradeoff_digits.get_config(), str(path))
   with Image.open(path) as image:
     assert min(image.size) > 400
 
@@ -198,6 +242,9 @@ def test_smoke_sweep_with_two_seeds_then_resume(data_dir, tmp_path):
   for r in rows:
     assert 0 <= float(r["accuracy"]) <= 1 and float(r["mse"]) > 0
     assert float(r["cross_entropy"]) > 0 and r["n_test"] == "360" and r["steps"] == "2"
+    # the paper's choice, the best state (here the only one scored), the last beside it
+    assert r["select"] == "best" and r["last_mse"] == r["mse"] and r["last_steps"] == "2"
+    assert float(r["mse_floor"]) > 0 and r["below_floor"] in ("0", "1")
   assert rows[0]["mse"] != rows[2]["mse"]  # the seeds' runs differ (initialisation, order)
 
   summary = _rows(workdir / sweep.SUMMARY_CSV)

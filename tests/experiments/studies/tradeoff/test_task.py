@@ -14,7 +14,7 @@ import optax
 import pytest
 from flax import nnx
 
-from experiments import data, optimizers, parallel
+from experiments import data, optimizers, parallel, train
 from experiments.data import augment
 from experiments.studies.tradeoff import report as tradeoff_report
 from experiments.studies.tradeoff import task as tradeoff
@@ -46,6 +46,7 @@ def tiny(data_dir, architecture="fc_small", lam=0.3):
   c.batch_size = 16
   c.num_train_steps = 3
   c.eval.num_images = 2
+  c.eval.select = "last"  # "best" (the default) evaluates from checkpoints: train_and_evaluate
   return c
 
 
@@ -177,14 +178,20 @@ def _family_config(data_dir, architecture, masking_ratio=0.0):
   return c
 
 
+STAT_PARTS = {"cnn_small": ["encoder"], "cnn_large": ["encoder", "head"], "vit": ["head"]}
+
+
 @pytest.mark.parametrize(
   "architecture,masking_ratio",
   [(a, 0.0) for a in ARCHITECTURES if a != "mamba"] + [("vit", 0.5), ("mamba", 0.0)],
 )
 def test_a_few_steps_move_every_parameter_of_every_model(data_dir, architecture, masking_ratio):
-  """Every family the study trains (the vit with masking too, whose mask token exists only then):
-  three steps move every parameter array of the encoder, the decoder and the head."""
+  """Every family the study trains, as configured by default (PyTorch's init for fc_* and cnn_*,
+  BatchNorm where the paper has it, cnn_large's dropout 0.2; the vit with masking too, whose mask
+  token exists only then): three steps move every parameter array of the encoder, the decoder
+  and the head, and every BatchNorm statistic."""
   task = tradeoff.Task(_family_config(data_dir, architecture, masking_ratio), parallel.make_mesh())
+  assert task.stat_parts == STAT_PARTS.get(architecture, [])
   state = task.init_state(jax.random.key(0))
   step = jax.jit(task.train_step)
   new = state
@@ -197,6 +204,94 @@ def test_a_few_steps_move_every_parameter_of_every_model(data_dir, architecture,
     assert len(before) == len(after) > 0
     for (path, x), y in zip(before, after, strict=True):
       assert not np.array_equal(np.asarray(x), np.asarray(y)), (part, jax.tree_util.keystr(path))
+  assert ("batch_stats" in state) == bool(task.stat_parts)
+  for part in task.stat_parts:
+    before, _ = jax.tree_util.tree_flatten_with_path(state["batch_stats"][part])
+    after = jax.tree.leaves(new["batch_stats"][part])
+    assert len(before) == len(after) > 0
+    for (path, x), y in zip(before, after, strict=True):
+      assert not np.array_equal(np.asarray(x), np.asarray(y)), (part, jax.tree_util.keystr(path))
+
+
+def _cnn_task(data_dir, architecture="cnn_small", **model):
+  c = tiny(data_dir, architecture=architecture)
+  c.model.cnn_large.channels, c.model.cnn_large.head_channels = (4, 4, 4, 4), 4  # narrow
+  for key, value in model.items():
+    c.model[architecture][key] = value
+  return tradeoff.Task(c, parallel.make_mesh())
+
+
+def test_batch_norm_trains_on_the_batch_and_evaluates_on_its_averages(data_dir):
+  """A training step normalises with the batch's statistics and moves the running averages
+  PyTorch's way (0.9 old + 0.1 batch); evaluation normalises with the averages, so an image's
+  output does not depend on the rest of its batch, and the state's statistics stay as they were."""
+  task = _cnn_task(data_dir)
+  state = task.init_state(jax.random.key(0))
+  batch = task.batch(0)
+  new, _ = jax.jit(task.train_step)(state, batch)
+  before = task.part("encoder", state["params"]["encoder"], state["batch_stats"]["encoder"])
+  after = task.part("encoder", new["params"]["encoder"], new["batch_stats"]["encoder"])
+  first = np.asarray(before.convs[0](batch["image"][..., None]))
+  np.testing.assert_allclose(
+    after.norms[0].mean[...], 0.1 * first.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-7
+  )
+  np.testing.assert_allclose(
+    after.norms[0].var[...], 0.9 + 0.1 * first.var(axis=(0, 1, 2)), rtol=1e-5
+  )
+
+  images = batch["image"]
+  apply = jax.jit(task.apply)
+  z_all = apply(new["params"], images, new["batch_stats"])[0]
+  z_few = apply(new["params"], images[:4], new["batch_stats"])[0]
+  np.testing.assert_allclose(z_few, z_all[:4], rtol=1e-5, atol=1e-6)
+  training = lambda x: task.part(  # noqa: E731
+    "encoder", new["params"]["encoder"], new["batch_stats"]["encoder"], training=True
+  )(x)
+  assert not np.allclose(training(images[:4]), training(images)[:4], atol=1e-4)
+  stats = jax.tree.map(np.array, new["batch_stats"])
+  tradeoff_report.test_metrics(task, new, task.eval_source())
+  _assert_trees(np.testing.assert_array_equal, new["batch_stats"], stats)
+
+
+def test_dropout_is_keyed_by_the_step_and_off_in_evaluation(data_dir):
+  """cnn_large's channel dropout (the paper's 0.2): a training step's loss follows its key
+  (config.seed and the step); without dropout the step does not matter; evaluation is the same
+  network with or without it (the parameters do not depend on the rate)."""
+  tasks = {rate: _cnn_task(data_dir, "cnn_large", dropout=rate) for rate in (0.2, 0.0)}
+  losses = {}
+  for rate, task in tasks.items():
+    state, batch = task.init_state(jax.random.key(0)), task.batch(0)
+    step = jax.jit(task.train_step)
+    at = lambda s: float(step({**state, "step": jnp.asarray(s, jnp.int32)}, batch)[1]["loss"])  # noqa: E731,B023
+    losses[rate] = (at(3), at(3), at(4))
+  assert losses[0.2][0] == losses[0.2][1] != losses[0.2][2]
+  assert losses[0.0][0] == losses[0.0][2] != losses[0.2][0]
+  evaluations = [
+    jax.jit(task.apply)(s["params"], batch["image"], s["batch_stats"])
+    for task, s in ((t, t.init_state(jax.random.key(0))) for t in tasks.values())
+  ]
+  _assert_trees(np.testing.assert_array_equal, *evaluations)
+
+
+def test_a_resumed_run_has_the_same_statistics(data_dir, tmp_path):
+  """The BatchNorm averages are part of the checkpointed state: a run stopped after 2 steps and
+  resumed to 4 ends with the statistics and parameters of 4 steps in one go."""
+  config = tiny(data_dir, architecture="cnn_small")
+  config.num_train_steps, config.checkpoint_every_steps = 2, 2
+  workdir = str(tmp_path / "resumed")
+  train.train_and_evaluate(config, workdir)
+  config.num_train_steps = 4
+  resumed = train.train_and_evaluate(config, workdir)
+  task = tradeoff.Task(config, parallel.make_mesh())
+  state, step = task.init_state(jax.random.key(config.seed)), jax.jit(task.train_step)
+  for i in range(4):
+    state, _ = step(state, task.batch(i))
+  for key in ("batch_stats", "params"):
+    _assert_trees(
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7),
+      resumed[key],
+      state[key],
+    )
 
 
 def test_vit_masking_keys_training_not_evaluation(data_dir):
@@ -204,15 +299,15 @@ def test_vit_masking_keys_training_not_evaluation(data_dir):
   step); without a key, and in evaluation, every patch is seen and the output is deterministic."""
   task = tradeoff.Task(_family_config(data_dir, "vit", 0.5), parallel.make_mesh())
   state = task.init_state(jax.random.key(0))
-  params, batch = state["params"], task.batch(0)
+  params, stats, batch = state["params"], state["batch_stats"], task.batch(0)
   gradients = jax.jit(task.gradients)
-  mse = [float(gradients(params, batch, jax.random.key(k))[1]["mse"]) for k in (0, 1)]
+  mse = [float(gradients(params, batch, jax.random.key(k), stats)[1]["mse"]) for k in (0, 1)]
   assert mse[0] != mse[1]
   apply = jax.jit(task.apply)
-  z, reconstructions, _ = apply(params, batch["image"])
+  z, reconstructions, _ = apply(params, batch["image"], stats)
   assert z.shape == (16, 17, 4)
-  np.testing.assert_array_equal(apply(params, batch["image"])[1], reconstructions)
-  _, unmasked = gradients(params, batch)  # no key: no masking, the MSE over every pixel
+  np.testing.assert_array_equal(apply(params, batch["image"], stats)[1], reconstructions)
+  _, unmasked = gradients(params, batch, None, stats)  # no key: no masking, every pixel
   np.testing.assert_allclose(
     unmasked["mse"], jnp.mean((reconstructions - batch["image"]) ** 2), rtol=1e-5
   )
@@ -293,6 +388,8 @@ def test_epochs_set_the_steps():
 
 
 def test_evaluation_covers_the_test_split_once(data_dir, tmp_path):
+  """The test metrics, the dead latent units and the floors: the best a constant answer scores
+  on the test split (its mean image's MSE, its most frequent class's share), by hand."""
   task, state = make_task(data_dir, architecture="cnn_small")
   task.evaluate(state, str(tmp_path))
   with open(tmp_path / "eval" / tradeoff_report.METRICS_JSON) as f:
@@ -300,8 +397,18 @@ def test_evaluation_covers_the_test_split_once(data_dir, tmp_path):
   source = data.image_source("digits", "test", data_dir=data_dir, image_size=8)
   images = np.stack([source[i]["image"] for i in range(len(source))])
   labels = np.array([source[i]["label"] for i in range(len(source))])
-  _, reconstructions, logits = jax.jit(task.apply)(state["params"], jnp.asarray(images))
+  z, reconstructions, logits = jax.jit(task.apply)(
+    state["params"], jnp.asarray(images), state["batch_stats"]
+  )
   assert row["n_test"] == 360 and row["steps"] == 0  # 360 is no multiple of the batch (128)
+  assert row["select"] == "last" and "last_mse" not in row
+  z = np.asarray(z).reshape(len(images), -1)
+  assert row["latent_size"] == 2 * 2 * 3
+  assert row["dead_latent"] == np.mean(np.all(z == 0, axis=0))
+  mean_image = images.astype(np.float64).mean(axis=0)  # no constant image scores better
+  np.testing.assert_allclose(row["mse_floor"], np.mean((images - mean_image) ** 2), rtol=1e-9)
+  constant = max(np.mean(labels == c) for c in range(10))  # nor any constant class
+  assert row["accuracy_floor"] == constant > 0.1
   assert (row["architecture"], row["latent_dim"], row["lam"]) == ("cnn_small", 3, 0.3)
   np.testing.assert_allclose(row["accuracy"], np.mean(np.argmax(logits, -1) == labels))
   np.testing.assert_allclose(
@@ -329,7 +436,7 @@ def test_eight_devices_follow_one(data_dir, tmp_path):
     "--config.data.random_rotation_degrees=15",  # per-example angles: the same on 8 devices
   ]
   losses, rows = {}, {}
-  for devices in (1, 8):
+  for devices in (1, 8):  # evaluated as configured: the best state, the last one beside
     workdir = str(tmp_path / str(devices))
     run_main(config, workdir, overrides, devices)
     losses[devices] = _losses(workdir)
@@ -337,8 +444,9 @@ def test_eight_devices_follow_one(data_dir, tmp_path):
       rows[devices] = json.load(f)
   assert len(losses[1]) == 4
   np.testing.assert_allclose(losses[8], losses[1], rtol=1e-5, atol=1e-6)
-  for key in ("accuracy", "mse", "cross_entropy"):
+  for key in ("accuracy", "mse", "cross_entropy", "last_mse"):
     np.testing.assert_allclose(rows[8][key], rows[1][key], rtol=1e-4)
+  assert rows[1]["select"] == "best" and rows[1]["last_steps"] == 4
 
 
 # -- RGB data and the paper's rotation (experiments/data/augment.py) -----------------------------
