@@ -67,6 +67,22 @@ def state_to_evaluate(task, config, workdir, state):
     best.close()
 
 
+def restore_run(workdir):
+  """(task, state) of a trained workdir: its config.json's task and the state its evaluation
+  reads (the latest checkpoint, or each part's best one)."""
+  workdir = os.path.abspath(workdir)
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    raise FileNotFoundError(f"{workdir} has no {CONFIG_FILE}: not a training run's workdir")
+  config = read_config(workdir)
+  mesh = parallel.make_mesh()
+  task = studies.make_task(config, mesh)
+  state, checkpointer, step = restore_or_init(task, config, workdir, mesh)
+  checkpointer.close()
+  if step == 0:
+    raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint to evaluate")
+  return task, state_to_evaluate(task, config, workdir, state)
+
+
 def train_and_evaluate(config, workdir):
   """Trains the task of `config.study` for config.num_train_steps, then evaluates; returns the
   final state.

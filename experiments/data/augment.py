@@ -1,4 +1,5 @@
-"""Training-time augmentation as a pure function of (key, example): torchvision's RandomRotation.
+"""Augmentation as a pure function of (key, example): torchvision's RandomRotation and
+RandomAffine.
 
 The paper's CIFAR-10 runs (Rathjens & Wiskott 2024; utils.get_datasets in
 wiskott-lab/classification-reconstruction-encoder) feed the encoder transforms.RandomRotation(15)
@@ -31,6 +32,14 @@ import jax.numpy as jnp
 import numpy as np
 
 ROTATION_FILL = -1.0  # torchvision's fill 0 on [0, 1], after Normalize(0.5, 0.5)
+# The image-reconstruction paper's RandomAffine (Rathjens et al. 2026; its training script
+# training/train_prepended_mamba.py in wiskott-lab/image-reconstruction-mamba), on training and
+# validation images: degrees 180, scale (0.5, 1.5), translate (0.4, 0.4), fill 1.0 on [0, 1]
+# (white, Omniglot's background), which is +1 after Normalize(0.5, 0.5).
+AFFINE_DEGREES = 180.0
+AFFINE_SCALE = (0.5, 1.5)
+AFFINE_TRANSLATE = 0.4
+AFFINE_FILL = 1.0
 
 
 def check_rotation_degrees(degrees, field="config.data.random_rotation_degrees"):
@@ -65,10 +74,10 @@ def rotation_angles(key, example_index, max_degrees):
   return _angles(key, jnp.asarray(example_keys_index(example_index)), max_degrees)
 
 
-def rotate(images, angles, fill=ROTATION_FILL):
-  """images (batch, H, W[, C]) each rotated counter-clockwise by its angle (batch,) in degrees
-  about the image centre, nearest neighbour, pixels from outside the image set to `fill` (see the
-  module docstring for the exact mapping)."""
+def _warp(images, source_coordinates, fill):
+  """Nearest-neighbour resampling: the output pixel at (row y, column x) of example b reads the
+  source at source_coordinates(b, x - c_x, y - c_y) (offsets from the centre, as (x, y)), `fill`
+  outside the image."""
   images = jnp.asarray(images)
   height, width = images.shape[1:3]
   c_y, c_x = (height - 1) / 2, (width - 1) / 2
@@ -78,17 +87,93 @@ def rotate(images, angles, fill=ROTATION_FILL):
     indexing="ij",
   )
 
-  def one(image, angle):
-    radians = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
-    cos, sin = jnp.cos(radians), jnp.sin(radians)
-    source_x = jnp.round(cos * x - sin * y + c_x).astype(jnp.int32)
-    source_y = jnp.round(sin * x + cos * y + c_y).astype(jnp.int32)
+  def one(image, b):
+    offset_x, offset_y = source_coordinates(b, x, y)
+    source_x = jnp.round(offset_x + c_x).astype(jnp.int32)
+    source_y = jnp.round(offset_y + c_y).astype(jnp.int32)
     inside = (source_x >= 0) & (source_x < width) & (source_y >= 0) & (source_y < height)
     pixels = image[jnp.clip(source_y, 0, height - 1), jnp.clip(source_x, 0, width - 1)]
     inside = inside.reshape(inside.shape + (1,) * (image.ndim - 2))
     return jnp.where(inside, pixels, jnp.asarray(fill, image.dtype))
 
-  return jax.vmap(one)(images, jnp.asarray(angles, jnp.float32))
+  return jax.vmap(one)(images, jnp.arange(images.shape[0]))
+
+
+def rotate(images, angles, fill=ROTATION_FILL):
+  """images (batch, H, W[, C]) each rotated counter-clockwise by its angle (batch,) in degrees
+  about the image centre, nearest neighbour, pixels from outside the image set to `fill` (see the
+  module docstring for the exact mapping)."""
+  radians = jnp.deg2rad(jnp.asarray(angles, jnp.float32))
+  cos, sin = jnp.cos(radians), jnp.sin(radians)
+  return _warp(images, lambda b, x, y: (cos[b] * x - sin[b] * y, sin[b] * x + cos[b] * y), fill)
+
+
+def affine(images, angles, scales, translations, fill=AFFINE_FILL):
+  """torchvision's F.affine on tensors without shear, nearest neighbour: each image (batch, H,
+  W[, C]) rotated clockwise by angles (batch,) degrees (F.affine's direction, the opposite of
+  F.rotate's), scaled by scales (batch,) and shifted by translations (batch, 2) pixels as (x
+  right, y down), about the image centre. The output pixel at offset p from the centre reads the
+  source at S(-angle) (p - t) / scale, S(-angle) = [[cos, sin], [-sin, cos]] in (x, y-down):
+  F.affine's inverse matrix. angle 0, scale 1, t 0 is the identity; scale 1, t 0 is
+  rotate(images, -angles)."""
+  radians = jnp.deg2rad(jnp.asarray(angles, jnp.float32))
+  cos, sin = jnp.cos(radians), jnp.sin(radians)
+  scales = jnp.asarray(scales, jnp.float32)
+  translations = jnp.asarray(translations, jnp.float32)
+
+  def source(b, x, y):
+    x, y = x - translations[b, 0], y - translations[b, 1]
+    return (cos[b] * x + sin[b] * y) / scales[b], (cos[b] * y - sin[b] * x) / scales[b]
+
+  return _warp(images, source, fill)
+
+
+def affine_parameters(key, example_index, image_size):
+  """The paper's RandomAffine draws, one per example, a pure function of (key, example_index[i]):
+  (angles (batch,) uniform in [-180, 180), scales (batch,) uniform in [0.5, 1.5), translations
+  (batch, 2) whole pixels, each round(uniform(-0.4 S, 0.4 S)) as torchvision rounds them).
+  example_index: uint32 (example_keys_index)."""
+  lo, hi = AFFINE_SCALE
+  limit = AFFINE_TRANSLATE * image_size
+
+  def one(i):
+    angle_key, scale_key, shift_key = jax.random.split(jax.random.fold_in(key, i), 3)
+    angle = jax.random.uniform(angle_key, (), jnp.float32, -AFFINE_DEGREES, AFFINE_DEGREES)
+    scale = jax.random.uniform(scale_key, (), jnp.float32, lo, hi)
+    shift = jnp.round(jax.random.uniform(shift_key, (2,), jnp.float32, -limit, limit))
+    return angle, scale, shift
+
+  return jax.vmap(one)(jnp.asarray(example_index, jnp.uint32))
+
+
+@jax.jit
+def _random_affine(images, key, index):
+  return affine(images, *affine_parameters(key, index, images.shape[2]))
+
+
+def random_affine(images, key, example_index):
+  """The paper's RandomAffine (degrees 180, scale 0.5-1.5, translate 0.4, fill +1), drawn per
+  example from (key, example_index): affine(images, *affine_parameters(...)), jitted. Square
+  images (batch, S, S[, C])."""
+  index = jnp.asarray(example_keys_index(example_index))
+  return _random_affine(jnp.asarray(images, jnp.float32), key, index)
+
+
+class AffineSource:
+  """A random-access image source whose item i has "image" transformed by random_affine keyed by
+  i: one fixed draw per image, the same for every model and length that reads it."""
+
+  def __init__(self, source, key):
+    self.source, self.key = source, key
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, index):
+    item = dict(self.source[index])
+    image = jnp.asarray(item["image"])[None]
+    item["image"] = np.asarray(random_affine(image, self.key, np.array([index])))[0]
+    return item
 
 
 @jax.jit

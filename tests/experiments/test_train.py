@@ -292,8 +292,9 @@ def test_missing_tfds_data_set_fails_fast_with_instructions(tmp_path):
   not os.path.isdir(OMNIGLOT_DIR),
   reason=f"Omniglot archives not found at {OMNIGLOT_DIR} (set OMNIGLOT_DIR)",
 )
-def test_omniglot_config_smoke_run(data_dir, tmp_path):
-  config = os.path.join(STUDY_A, "omniglot.py")
+@pytest.mark.parametrize("name", ["omniglot.py", "omniglot_cpu.py"])
+def test_omniglot_config_smoke_run(data_dir, tmp_path, name):
+  config = os.path.join(STUDY_A, name)
   _train(
     str(tmp_path),
     f"--config.data.omniglot_dir={OMNIGLOT_DIR}",

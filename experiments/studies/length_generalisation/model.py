@@ -9,7 +9,8 @@ the query centre appended. The output is linear + sigmoid, rescaled from [0, 1] 
 
 Variants: "mamba" (fixed step), "mamba_length_adaptive" (docs/design.md section 4:
 the step scales with the number of context patches L), "mamba_length_token" (the paper's own
-variant: a linear embedding of L / 100 prepended), "transformer" (causal; no sequence-index
+variant: a linear embedding of L / config.model.length_token_scale prepended; the paper's scale
+is 100 at L up to 1024), "transformer" (causal; no sequence-index
 positions: every token carries its 2-d centre, so nothing in it is tied to a maximum length).
 Each reads its backbone's sizes from its config section (config.model.mamba or .transformer).
 config.model.mamba_input_proj = False (the configs' default) feeds the tokens to the Mamba
@@ -67,12 +68,19 @@ class PatchReconstructor(nnx.Module):
     # (paired starts: they differ only in how the step is formed). PyTorch's nn.Linear(1, d)
     # init, as the paper's `length_embeder`: kernel and bias U(-1, 1). A zero bias would leave
     # the token nearly blind to L at the start, since the first RMSNorm removes the scale of
-    # kernel * L / 100.
+    # kernel * L / scale.
     self.length_embed = (
       nnx.Linear(1, d_token, kernel_init=uniform_init(1.0), bias_init=uniform_init(1.0), rngs=rngs)
       if variant == "mamba_length_token"
       else None
     )
+    # The token's input is L / scale (docs/design.md 4.4); absent from older config.json files,
+    # whose runs used the paper's 100.
+    self.length_token_scale = float(config.get("length_token_scale", 100.0))
+    if not self.length_token_scale > 0:
+      raise ValueError(
+        f"config.model.length_token_scale = {self.length_token_scale!r}; expected a number > 0"
+      )
 
   def __call__(
     self, context_patches, context_positions, query_positions, n_context=None, total_length=None
@@ -96,7 +104,8 @@ class PatchReconstructor(nnx.Module):
     patches = self.patch_proj(self.patch_conv(context_patches))
     prefix = jnp.concatenate([patches, context_positions], axis=-1)
     if self.length_embed is not None:
-      length = jnp.broadcast_to(told.astype(prefix.dtype) / 100.0, (batch, 1, 1))
+      length = told.astype(prefix.dtype) / self.length_token_scale
+      length = jnp.broadcast_to(length, (batch, 1, 1))
       prefix = jnp.concatenate([self.length_embed(length), prefix], axis=1)
     # Pads first: [pad x (Lb - L)] [length token] [context 1..L]; then delimiter and queries.
     left_pad = bucket - n_context

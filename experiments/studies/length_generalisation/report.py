@@ -55,7 +55,7 @@ def _forward(graphdef, params, *args):
   return nnx.merge(graphdef, params)(*args)
 
 
-def _predictor(task, state, name):
+def predictor(task, state, name):
   """Model `name`'s forward (context_patches, context_positions, query_positions, n_context,
   total_length) -> patches as numpy."""
   graphdef, params = task.graphdef(name), state["params"][name]
@@ -122,6 +122,13 @@ def stage_grid(total_length):
   return ks + [total_length]
 
 
+def stage_ks(total_length, train_max):
+  """The k of the stage analysis at L = total_length: stage_grid(L) and the training maximum."""
+  return sorted(
+    set(stage_grid(total_length)) | ({train_max} if train_max <= total_length else set())
+  )
+
+
 def stage_lengths(config):
   """The L of the stage analysis: config.eval.stage_multiples x the longest training length."""
   multiples = config.eval.get("stage_multiples", (1, 4))  # absent from older config.json files
@@ -131,7 +138,8 @@ def stage_lengths(config):
 def stages(task, state, source, baseline=None):
   """Rows {model, train_min, train_max, seed, L, k, mse}: the query MSE after k of L context
   patches, with L given to the models that take it (the length token, the length-adaptive
-  step), for each L of stage_lengths and k of stage_grid(L). With `baseline`, MEAN_IMAGE rows."""
+  step), for each L of stage_lengths and k of stage_ks(L, train max). With `baseline`,
+  MEAN_IMAGE rows."""
   config = task.config
   seq = config.sequence
   n_images = min(config.eval.num_examples, len(source))
@@ -146,13 +154,14 @@ def stages(task, state, source, baseline=None):
   contexts = [(_sequences(task, images, key, bucket), weight) for images, weight in batches]
   rows = []
   for total in totals:
+    ks = stage_ks(total, seq.train_length_max)
     for name in task.names:
-      for k in stage_grid(total):
+      for k in ks:
         mse, _ = _mean_error(task, name, state["params"][name], contexts, k, total)
         rows.append(dict(common, model=name, L=total, k=k, mse=mse))
     if baseline is not None:
       mse = baseline_rows(task, baseline, batches, key, [total])[0]["mse"]
-      rows += [dict(common, model=MEAN_IMAGE, L=total, k=k, mse=mse) for k in stage_grid(total)]
+      rows += [dict(common, model=MEAN_IMAGE, L=total, k=k, mse=mse) for k in ks]
   return rows
 
 
@@ -229,7 +238,12 @@ def seen_image(image, centres, patch_size):
   return seen
 
 
-def _grid_context(task, images, key):
+def grid_key(config):
+  """The key of the grids' context patches: the same for every run of one seed."""
+  return jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+
+
+def grid_context(task, images, key):
   """The grids' contexts: one at the longest length either grid shows (the first k patches are
   the context of length k), so the grids compile once per model."""
   longest = max(list(task.grid_lengths) + stage_lengths(task.config))
@@ -242,16 +256,16 @@ def write_grids(task, state, source, out_dir):
   count = min(config.eval.grid_images, len(source))
   images = np.stack([source[i]["image"] for i in range(count)])
   centres, positions = tile_queries(size, patch)
-  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+  key = grid_key(config)
   lengths = task.grid_lengths
-  context = _grid_context(task, images, key)
+  context = grid_context(task, images, key)
   context_centres = np.rint(
     np.asarray(context["context_positions"]) * patches.POSITION_SCALE * size + size / 2
   ).astype(int)
   query = jnp.broadcast_to(jnp.asarray(positions), (count,) + positions.shape)
   cmap = plt.get_cmap("gray").with_extremes(bad="0.6")
   for name in task.names:
-    predict = _predictor(task, state, name)
+    predict = predictor(task, state, name)
     fig, axes = plt.subplots(
       count,
       1 + 2 * len(lengths),
@@ -320,8 +334,8 @@ def write_stage_grids(task, state, source, out_dir):
   images = np.stack([source[i]["image"] for i in range(count)])
   _, positions = tile_queries(size, patch)
   query = jnp.broadcast_to(jnp.asarray(positions), (count,) + positions.shape)
-  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  context = _grid_context(task, images, key)
+  key = grid_key(config)
+  context = grid_context(task, images, key)
   totals = stage_lengths(config)
   columns = {}
   for total in totals:  # up to 4 k from 1 to L, evenly spread on the log grid
@@ -329,7 +343,7 @@ def write_stage_grids(task, state, source, out_dir):
     columns[total] = list(dict.fromkeys(ks[round(i * (len(ks) - 1) / 3)] for i in range(4)))
   width = 1 + max(len(c) for c in columns.values())
   for name in task.names:
-    predict = _predictor(task, state, name)
+    predict = predictor(task, state, name)
     fig, axes = plt.subplots(
       count * len(totals), width, figsize=(1.3 * width, 1.3 * count * len(totals)), squeeze=False
     )
@@ -355,7 +369,7 @@ def write(task, state, source, out_dir):
   """Writes the sweep, the stage analysis and the grids for `source` (the evaluation split);
   returns the sweep's rows."""
   os.makedirs(out_dir, exist_ok=True)
-  baseline = mean_image(task.source)
+  baseline = mean_image(task.augmented(task.source))
   rows = length_sweep(task, state, source, baseline=baseline)
   stage_rows = stages(task, state, source, baseline=baseline)
   if jax.process_index() == 0:

@@ -21,6 +21,8 @@ again resumes (experiments/sweep_runs.py). Then:
   WORKDIR/length_sweep.png          one panel per model, one curve per training range with its
                                     band, each training range shaded
   WORKDIR/stages.csv                model, train_min, train_max, seed, L, k, mse
+  WORKDIR/stages_across_ranges.csv  the stage analysis side by side across training ranges,
+  and stages_across_ranges_<model>.png (cross_range.py)
   WORKDIR/discretization.csv        train_min, train_max, seed, model, layer, alpha_mean, ...
 
 The flags are those of experiments.main (--config, --workdir, --distributed, ...).
@@ -38,7 +40,7 @@ from absl import app, logging
 
 from experiments import config_values, learned_alpha, sweep_runs
 from experiments.bootstrap import seed_band
-from experiments.studies.length_generalisation import report
+from experiments.studies.length_generalisation import cross_range, report
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -210,6 +212,12 @@ def run_sweep(config, workdir):
       columns = ("train_min", "train_max", "seed") + learned_alpha.CSV_FIELDS
       sweep_runs.write_csv(alphas, columns, os.path.join(workdir, learned_alpha.CSV_FILE))
     plot(summary, os.path.join(workdir, SWEEP_PNG))
+    ranges = list(dict.fromkeys((lo, hi) for lo, hi, _ in points))
+    across = cross_range.summarise(stages, ranges, BAND_LEVEL)
+    sweep_runs.write_csv(across, cross_range.COLUMNS, os.path.join(workdir, cross_range.CSV))
+    first = sweep_runs.seeds(config)[0]
+    runs = {r: os.path.join(workdir, RUNS_DIR, run_name(*r, first)) for r in ranges}
+    cross_range.plot(across, runs, workdir)
   return summary
 
 

@@ -4,6 +4,11 @@ Every model named in config.models trains side by side on the same batches (one 
 each), so the length sweep compares them on equal terms. L is drawn per batch; the context is
 built at a bucket length >= L and the model left-pads the rest, so one compiled step serves a
 whole bucket (docs/design.md section 6A; mamba_jax's exact left padding).
+
+config.data.random_affine applies the paper's RandomAffine (experiments/data/augment.py) as its
+code does, to training and to validation images: each training example gets a fresh draw keyed
+by its global stream position, each evaluation image one fixed draw keyed by its index (the same
+for every model and L), and the mean-image floor averages the transformed training images.
 """
 
 import os
@@ -15,6 +20,7 @@ from absl import logging
 from flax import nnx
 
 from experiments import config_values, data, parallel
+from experiments.data import augment
 from experiments.side_by_side import SideBySide, model_names
 from experiments.studies.length_generalisation import patches, report
 from experiments.studies.length_generalisation.model import (
@@ -57,10 +63,14 @@ class Task(SideBySide):
     parallel.host_batch_size(config.eval.batch_size, mesh)
     super().__init__(config, model_names(config, VARIANTS))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+    self.affine = config.data.get("random_affine", False)  # absent from older config.json files
+    if not isinstance(self.affine, bool):
+      raise ValueError(f"config.data.random_affine = {self.affine!r}; expected True or False")
+    self.affine_keys = [jax.random.fold_in(jax.random.PRNGKey(config.seed), i) for i in (4, 5)]
     self.source = data.open_split(config, config.data.train_split)
     self._selection_images = None
     if config.eval.get("select", "last") == "best":
-      eval_source = data.open_split(config, config.data.eval_split)
+      eval_source = self.augmented(data.open_split(config, config.data.eval_split))
       self._selection_images = SourceTail(eval_source, config.eval.select_examples)
       if self._selection_images.start < config.eval.num_examples:
         logging.warning(
@@ -74,6 +84,11 @@ class Task(SideBySide):
     self._batches = data.StepBatches(
       self.source, config.batch_size, config.seed, jax.process_index(), jax.process_count()
     )
+
+  def augmented(self, source):
+    """`source` as evaluation reads it: with config.data.random_affine, each image i under one
+    fixed RandomAffine draw keyed by i; otherwise unchanged."""
+    return augment.AffineSource(source, self.affine_keys[1]) if self.affine else source
 
   def build(self, name, rng):
     return PatchReconstructor(
@@ -99,6 +114,10 @@ class Task(SideBySide):
   def batch(self, step):
     """The global batch of `step`: this host's images, sequences at the bucket of this step's L."""
     images = self._batches(step)
+    if self.affine:  # a fresh draw per example and epoch, keyed by the stream position
+      images = dict(
+        images, image=augment.random_affine(images["image"], self.affine_keys[0], images["index"])
+      )
     seq = self.config.sequence
     length = draw_length(self.config.seed, step, seq.train_length_min, seq.train_length_max)
     bucket = bucket_for(length, self.buckets)
@@ -126,7 +145,7 @@ class Task(SideBySide):
     return {row["model"]: row["mse"] for row in rows}
 
   def evaluate(self, state, workdir):
-    source = data.open_split(self.config, self.config.data.eval_split)
+    source = self.augmented(data.open_split(self.config, self.config.data.eval_split))
     out_dir = os.path.join(workdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     self.write_discretization(state, out_dir)

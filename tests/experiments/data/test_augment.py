@@ -113,3 +113,54 @@ def test_good_degrees():
   assert augment.check_rotation_degrees(0) == 0.0
   assert augment.check_rotation_degrees(15) == 15.0
   assert augment.check_rotation_degrees(180.0) == 180.0
+
+
+# -- RandomAffine (the image-reconstruction paper's, study A) -------------------------------------
+
+
+def test_affine_without_scale_or_shift_is_a_clockwise_rotation():
+  """F.affine turns clockwise: its angle a is F.rotate's -a; angle 0, scale 1, shift 0 is the
+  identity."""
+  images = _random_images((3, 11, 11))
+  ones, shifts = np.ones(3), np.zeros((3, 2))
+  np.testing.assert_array_equal(
+    np.asarray(augment.affine(images, np.zeros(3), ones, shifts)), images
+  )
+  angles = np.array([37.0, -120.0, 90.0])
+  np.testing.assert_array_equal(
+    np.asarray(augment.affine(images, angles, ones, shifts, fill=-1.0)),
+    np.asarray(augment.rotate(images, -angles)),
+  )
+
+
+def test_affine_shifts_by_whole_pixels_and_scales_about_the_centre():
+  images = _random_images((1, 12, 12))
+  (out,) = np.asarray(augment.affine(images, [0.0], [1.0], [[3.0, -2.0]]))  # 3 right, 2 up
+  np.testing.assert_array_equal(out[:10, 3:], images[0, 2:, :9])
+  assert np.all(out[:, :3] == augment.AFFINE_FILL) and np.all(out[10:] == augment.AFFINE_FILL)
+  # scale 2: a spot 3 pixels right of the centre (10, 10) of a 21 x 21 image lands 6 right
+  spot = np.full((1, 21, 21), -1.0, np.float32)
+  spot[0, 10, 13] = 1.0
+  (zoomed,) = np.asarray(augment.affine(spot, [0.0], [2.0], [[0.0, 0.0]], fill=-1.0))
+  centroid, count = _centroid(zoomed)
+  np.testing.assert_allclose(centroid, [16.0, 10.0], atol=0.6)
+  assert 2 <= count <= 6  # one pixel grows to about 2 x 2
+
+
+def test_affine_draws_follow_the_paper_per_example():
+  key, size = jax.random.key(0), 128
+  index = augment.example_keys_index(np.arange(4000))
+  angles, scales, shifts = (np.asarray(a) for a in augment.affine_parameters(key, index, size))
+  assert angles.min() >= -180 and angles.max() <= 180 and np.ptp(angles) > 350
+  assert scales.min() >= 0.5 and scales.max() <= 1.5 and np.ptp(scales) > 0.99
+  assert np.all(shifts == np.round(shifts)) and np.abs(shifts).max() == round(0.4 * size)
+  assert len(np.unique(angles)) > 3990  # one draw per example
+  # a pure function of (key, example index): the same example in another batch, same draw
+  again = augment.affine_parameters(key, index[[7, 3]], size)
+  np.testing.assert_array_equal(np.asarray(again[0]), angles[[7, 3]])
+  images = _random_images((2, 16, 16))
+  source = augment.AffineSource([{"image": image} for image in images], key)
+  np.testing.assert_array_equal(
+    source[1]["image"], np.asarray(augment.random_affine(images[1:], key, [1]))[0]
+  )
+  assert not np.array_equal(source[1]["image"], images[1])

@@ -23,6 +23,7 @@ def get_config():
   c.data.name = "omniglot"
   c.data.image_size = 128  # docs/design.md section 6A: resized to 128 x 128
   c.data.eval_split = "validation"  # the unseen evaluation alphabets
+  c.data.random_affine = True  # the paper's RandomAffine on training and validation images
   c.sequence.train_length_min = 1  # L ~ uniform{1..1024}: the paper's range (the knob)
   c.sequence.train_length_max = 1024
   c.sequence.num_queries = 1024  # Q = 1024 query patches
@@ -35,8 +36,10 @@ def get_config():
   c.model.mamba.n_layers = 8
   c.model.mamba.dt_rank = 1
   c.model.mamba.length_ref = 512.0  # middle of the training range
+  c.model.length_token_scale = 100.0  # the paper's: the token embeds L / 100
   c.model.transformer.d_model = 16  # the Mamba's width and depth (not the paper's 4 + 4 layers)
   c.model.transformer.n_layers = 8
+  c.model.transformer.n_heads = 8  # the paper's 8 heads (2 dims each at width 16)
   c.optimizer.learning_rate = 3e-4  # the paper's: Adam (its LAMB at decay 0), eps 1e-6, clip 1
   c.optimizer.schedule = "constant"
   c.num_train_steps = 200_000

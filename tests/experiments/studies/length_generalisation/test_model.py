@@ -78,3 +78,28 @@ def test_length_token_starts_as_pytorchs_linear():
   for values in (kernel, bias):
     assert np.all(np.abs(values) <= 1.0) and np.abs(values).max() > 0.5
   assert np.std(bias) > 0.3  # U(-1, 1) has std 0.58
+
+
+def test_length_token_reads_l_over_its_scale():
+  """The token's input is L / config.model.length_token_scale: doubling both leaves the output
+  unchanged, and the scale does change what the model is told."""
+  config = digits.get_config()
+  config.model.mamba.n_layers = 1
+  assert config.model.length_token_scale == 3.2  # the paper's 100 / 1024, at L up to 32
+  assert omniglot.get_config().model.length_token_scale == 100
+  keys = jax.random.split(jax.random.key(1), 3)
+  inputs = (
+    jax.random.normal(keys[0], (2, 6, 16)),
+    jax.random.uniform(keys[1], (2, 6, 2)),
+    jax.random.uniform(keys[2], (2, 3, 2)),
+  )
+  model = _build(config, "mamba_length_token")
+  told_8 = model(*inputs, n_context=6, total_length=8)
+  config.model.length_token_scale = 6.4
+  rescaled = _build(config, "mamba_length_token")
+  np.testing.assert_array_equal(rescaled(*inputs, n_context=6, total_length=16), told_8)
+  # about 1e-4 at the start, one layer deep; float32 rounding of the output is about 1e-7
+  assert np.abs(np.asarray(rescaled(*inputs, n_context=6, total_length=8) - told_8)).max() > 2e-5
+  config.model.length_token_scale = 0.0
+  with pytest.raises(ValueError, match="length_token_scale = 0.0"):
+    _build(config, "mamba_length_token")

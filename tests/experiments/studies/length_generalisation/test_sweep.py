@@ -1,16 +1,20 @@
-"""Study A's training-range experiment: the grid and per-run configs, a tiny sweep (CSVs, bands,
-figure), resume, a changed config refused, and a stopped run."""
+"""Study A's training-range experiment: the grid and per-run configs, a tiny sweep of the three
+Mamba variants (CSVs, bands, figures, the length token at its scale, the stages across ranges),
+resume, a changed config refused, and a stopped run."""
 
 import csv
 import os
 
+import jax
 import numpy as np
 import pytest
 
 from experiments import train
-from experiments.studies.length_generalisation import sweep
+from experiments.studies.length_generalisation import cross_range, sweep
 from experiments.studies.length_generalisation.configs import digits_sweep, omniglot
 from tests.experiments.test_selection import tiny_config
+
+MAMBAS = ("mamba", "mamba_length_adaptive", "mamba_length_token")
 
 
 def _rows(path):
@@ -19,7 +23,8 @@ def _rows(path):
 
 
 def sweep_config(data_dir):
-  c = tiny_config(data_dir, 2, select="last", models=("mamba", "mamba_length_adaptive"))
+  c = tiny_config(data_dir, 2, select="last", models=MAMBAS)
+  c.model.length_token_scale = 0.4  # L_max / 10 at the largest range, 4
   c.eval.lengths = (1, 4, 8)
   c.sweep = digits_sweep.get_config().sweep
   c.sweep.train_ranges = ((2, 3), (2, 4))
@@ -36,8 +41,11 @@ def test_grid_and_run_configs():
   assert points[: len(config.sweep.train_ranges)] == [
     (lo, hi, config.sweep.seeds[0]) for lo, hi in config.sweep.train_ranges
   ]  # seeds outermost
+  assert tuple(config.models) == MAMBAS
   run = sweep.run_config(config, 4, 32, 2)
   assert "sweep" not in run
+  # one token scale for every range, as the paper's 100 for its ranges up to 1024
+  assert run.model.length_token_scale == sweep.run_config(config, 4, 8, 0).model.length_token_scale
   assert (run.sequence.train_length_min, run.sequence.train_length_max, run.seed) == (4, 32, 2)
   assert run.model.mamba.length_ref == 18.0
   assert sweep.grid(omniglot.get_config())[:3] == [(1, 128, 0), (1, 512, 0), (1, 1024, 0)]
@@ -70,7 +78,7 @@ def test_tiny_sweep_writes_results_and_resumes(tmp_path):
   summary = sweep.run_sweep(sweep_config(data_dir), str(workdir))
   rows = _rows(workdir / sweep.SWEEP_CSV)
   assert tuple(rows[0]) == sweep.SWEEP_COLUMNS
-  models = ("mamba", "mamba_length_adaptive", "mean_image")
+  models = MAMBAS + ("mean_image",)
   expected = {
     (m, lo, "4" if hi == 4 else "3", s, n)
     for m in models
@@ -82,7 +90,7 @@ def test_tiny_sweep_writes_results_and_resumes(tmp_path):
     (m, lo, hi, s, n) for m, lo, hi, s, n in expected
   }
   written = _rows(workdir / sweep.SUMMARY_CSV)
-  assert tuple(written[0]) == sweep.SUMMARY_COLUMNS and len(written) == len(summary) == 3 * 2 * 3
+  assert tuple(written[0]) == sweep.SUMMARY_COLUMNS and len(written) == len(summary) == 4 * 2 * 3
   for row in written:
     assert row["seeds"] == "2"
     assert float(row["lo"]) <= float(row["mse_mean"]) <= float(row["hi"])
@@ -93,6 +101,24 @@ def test_tiny_sweep_writes_results_and_resumes(tmp_path):
   alphas = _rows(workdir / "discretization.csv")
   assert {r["model"] for r in alphas} == {"mamba_length_adaptive"} and len(alphas) == 4
   assert (workdir / sweep.SWEEP_PNG).stat().st_size > 10_000
+  # the length token trained in every run at the sweep's scale
+  task, _ = train.restore_run(str(workdir / sweep.RUNS_DIR / "train2-4_seed1"))
+  assert task.config.model.length_token_scale == 0.4
+  assert task.build("mamba_length_token", jax.random.key(0)).length_token_scale == 0.4
+  # the stages across ranges: the mean over seeds of stages.csv at k of L = 4x top
+  across = _rows(workdir / cross_range.CSV)
+  assert tuple(across[0]) == cross_range.COLUMNS and len(across) == 3 * 2 * 4
+  for row in across:
+    hi, k = int(row["train_max"]), int(row["k"])
+    assert row["L"] == str(4 * hi) and k == cross_range.stages(hi)[row["stage"]]
+    values = [
+      float(r["mse"])
+      for r in stages
+      if (r["model"], r["train_max"], r["L"], r["k"]) == (row["model"], str(hi), row["L"], str(k))
+    ]
+    assert len(values) == 2 and float(row["mse_mean"]) == pytest.approx(np.mean(values))
+  for name in MAMBAS:
+    assert (workdir / f"stages_across_ranges_{name}.png").stat().st_size > 10_000
 
   # Again: nothing retrains, the same results come back; a changed config is refused.
   runs = workdir / sweep.RUNS_DIR
