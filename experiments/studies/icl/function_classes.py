@@ -8,6 +8,17 @@ Every random choice is a pure function of (key, global example index, point numb
 So batches do not depend on the host layout, and a prompt of n points is the first n points of
 any longer prompt with the same key and index (extrapolation reads prefixes of one prompt).
 
+Two evaluation classes follow the paper's code in drawing something per batch of PAPER_BATCH
+prompts (their batch size); here such a "paper batch" is the examples whose index // PAPER_BATCH
+agree, so it too is independent of the host layout:
+- skewed covariance: one random rotation per paper batch (their SkewedGaussianSampler draws a
+  new one after every batch), from fold_in(fold_in(key, first example of the group), 3);
+- noisy linear regression: the noisy labels are rescaled so that their standard deviation over
+  the paper batch (all its prompts and points, torch's unbiased std) is sqrt(d_active), as their
+  eval.py's renormalize_ys (d_active = d at evaluation). Its labels are therefore a prefix of a
+  longer prompt's only up to that scale, and a batch must hold whole paper batches (evaluation
+  batches are multiples of PAPER_BATCH; a partial group is normalised over what it has).
+
 Conventions follow Garg et al.'s code, which Grazzi et al. reuse:
 - Curriculum: inputs are drawn in R^d and coordinates >= d_active are set to zero; the function
   is drawn over all d coordinates (tree split coordinates may fall on inactive, zero
@@ -34,7 +45,7 @@ SPARSITY = 3
 RELU_HIDDEN = 100
 TREE_DEPTH = 4
 NOISE_STD = 1.0
-SKEW_SEED = 20220801  # Fixes the skewed covariance's eigenvectors: one distribution for all runs.
+PAPER_BATCH = 64  # prompts per batch in the paper's code: a skew rotation and a noisy-label scale
 
 
 # Functions: draw(key, d, d_active) -> parameter dict, apply(params, xs (n, d)) -> ys (n,).
@@ -101,18 +112,28 @@ def apply_decision_tree(params, xs):
   return params["leaves"][node - internal]
 
 
-@functools.cache
-def skewed_input_root(d):
+def skewed_input_root(key, d):
   """R (d, d) with x = z R, z ~ N(0, I): Cov(x) = R^T R has eigenvalues proportional to 1/i^2.
 
-  As Garg et al.'s skewed evaluation: R = U diag(1/i) U^T rescaled so that trace(Cov) = d, with
-  U a random rotation; here U is fixed by SKEW_SEED (numpy, so it is computed outside any trace).
+  As the paper's sample_transformation: R = U diag(1/i) U^T rescaled so that trace(Cov) = d,
+  with U a random rotation drawn from key (Haar: QR of a Gaussian matrix, signs fixed).
   """
-  q, r = np.linalg.qr(np.random.default_rng(SKEW_SEED).standard_normal((d, d)))
-  u = q * np.sign(np.diag(r))
+  q, r = jnp.linalg.qr(jax.random.normal(key, (d, d)))
+  u = q * jnp.sign(jnp.diag(r))
   scales = 1.0 / np.arange(1, d + 1)
-  root = (u * scales) @ u.T * math.sqrt(d / np.sum(scales**2))
-  return root.astype(np.float32)
+  return (u * scales) @ u.T * math.sqrt(d / np.sum(scales**2))
+
+
+def _normalise_per_paper_batch(ys, example_index, d_active):
+  """ys (batch, n) * sqrt(d_active) / std over the rows of the same paper batch (see the module
+  docstring): the paper's renormalize_ys."""
+  group = example_index // PAPER_BATCH
+  same = (group[:, None] == group[None, :]).astype(ys.dtype)
+  count = same.sum(axis=1) * ys.shape[1]
+  mean = same @ ys.sum(axis=1) / count
+  squares = same @ jnp.sum(jnp.square(ys - mean[:, None]), axis=1)
+  std = jnp.sqrt(squares / jnp.maximum(count - 1, 1))
+  return ys * jnp.sqrt(d_active.astype(ys.dtype)) / std[:, None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,10 +211,13 @@ def draw_inputs(key, n_points, d, d_active, root=None):
 @functools.partial(jax.jit, static_argnames=("class_name", "n_points", "d"))
 def _batch(key, example_index, d_active, class_name, n_points, d):
   fc = FUNCTION_CLASSES[class_name]
-  root = jnp.asarray(skewed_input_root(d)) if fc.skewed_inputs else None
 
   def one(index):
     example_key = jax.random.fold_in(key, index)
+    root = None
+    if fc.skewed_inputs:
+      group_key = jax.random.fold_in(key, index - index % PAPER_BATCH)
+      root = skewed_input_root(jax.random.fold_in(group_key, 3), d)
     xs = draw_inputs(jax.random.fold_in(example_key, 0), n_points, d, d_active, root)
     params = fc.draw(jax.random.fold_in(example_key, 1), d, d_active)
     ys = fc.apply(params, xs)
@@ -205,7 +229,10 @@ def _batch(key, example_index, d_active, class_name, n_points, d):
       ys = ys + fc.noise_std * noise
     return {"xs": xs, "ys": ys, "function": params}
 
-  return jax.vmap(one)(example_index)
+  batch = jax.vmap(one)(example_index)
+  if fc.noise_std:
+    batch["ys"] = _normalise_per_paper_batch(batch["ys"], example_index, d_active)
+  return batch
 
 
 def icl_batch(

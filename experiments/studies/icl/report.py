@@ -19,7 +19,9 @@ the context's own x tokens, and probe is
     predictions after n_points - fit .. n_points - 1 examples, paired with their true y), then
     applied to the decoded values at the queries;
   "weights" (linear tasks only): w_l, the per-prompt least-squares fit of the decoded predictions
-    on the query inputs, scored as ||w_l - w||^2 / scale.
+    on the query inputs, scored as ||w_l - w||^2 / scale;
+  "gd_iterate" (linear tasks only; models "gd" and "preconditioned_gd"): the reference curves of
+    gradient descent run step by step on the same prompts' contexts (gd_iterates.py).
 The task adds discretization.csv (experiments/learned_alpha.py).
 """
 
@@ -35,7 +37,7 @@ from jax.experimental import multihost_utils
 
 from experiments import parallel
 from experiments.bootstrap import bootstrap_band
-from experiments.studies.icl import function_classes
+from experiments.studies.icl import function_classes, gd_iterates
 from experiments.studies.icl.estimators import get_estimator
 from mamba_jax import count_parameters
 
@@ -266,6 +268,27 @@ def probing_rows(task, layers, prompts, n_context, fit_points):
   return rows
 
 
+def reference_rows(task, layers, prompts, n_context):
+  """gd_iterates' rows on the probe prompts (linear tasks: the function has a weight vector),
+  as many steps as the deepest probed model has layers; [] for the other tasks."""
+  if "w" not in prompts["function"]:
+    return []
+  steps = max(decoded["queries"].shape[0] - 1 for decoded in layers.values())
+  xs, ys = prompts["xs"], prompts["ys"]
+  scale = function_classes.error_scale(task.function_class, task.d)
+  rows, gamma = gd_iterates.reference_rows(
+    task.function_class,
+    xs[:, :n_context],
+    ys[:, :n_context],
+    xs[:, n_context:],
+    ys[:, n_context:],
+    steps,
+    scale,
+  )
+  print(f"preconditioned gradient descent: gamma = {gamma:.3g}", flush=True)
+  return rows
+
+
 def write_csv(path, rows):
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -304,14 +327,27 @@ PROBE_TITLES = {
 
 
 def plot_probing(rows, path):
-  """One panel per probe in rows: error against normalised depth, one line per model."""
-  probes = list(dict.fromkeys(r["probe"] for r in rows))
+  """One panel per probe in rows: error against normalised depth, one line per model; the
+  "gd_iterate" reference curves (if any) dashed in every panel."""
+  references = [r for r in rows if r["probe"] == "gd_iterate"]
+  probes = list(dict.fromkeys(r["probe"] for r in rows if r["probe"] != "gd_iterate"))
   fig, axes = plt.subplots(1, len(probes), figsize=(4.5 * len(probes), 3.6), squeeze=False)
   for probe, ax in zip(probes, axes[0]):
-    for model in dict.fromkeys(r["model"] for r in rows):
+    for model in dict.fromkeys(r["model"] for r in rows if r["probe"] == probe):
       curve = [r for r in rows if r["model"] == model and r["probe"] == probe]
       ax.plot(
         [r["depth"] for r in curve], [r["error"] for r in curve], marker="o", ms=3, label=model
+      )
+    for model, color in zip(dict.fromkeys(r["model"] for r in references), ("0.2", "0.55")):
+      curve = [r for r in references if r["model"] == model]
+      ax.plot(
+        [r["depth"] for r in curve],
+        [r["error"] for r in curve],
+        "--",
+        color=color,
+        marker="x",
+        ms=3,
+        label=f"{model} (step k at k / steps)",
       )
     ax.set_yscale("log")
     ax.set_xlabel("normalised depth (layer / layers)")
@@ -394,6 +430,7 @@ def write(task, state, out_dir):
       layers = layer_query_predictions(task, state, probe_batches, count, n_context)
       probed = host_prompts(probe_batches, count)
       probing = probing_rows(task, layers, probed, n_context, evaluation.probe_fit_points)
+      probing += reference_rows(task, layers, probed, n_context)
     if jax.process_index() == 0:
       slow = min(evaluation.slow_baseline_prompts, n_prompts)
       for name in evaluation.baselines.get(class_name, ()):

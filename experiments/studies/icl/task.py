@@ -3,15 +3,19 @@ Grazzi et al. 2024).
 
 Every model named in config.models trains side by side on the same prompts. A step's prompts are
 generated on the devices, sharded like the batch, from (seed, global example index) alone. The
-curriculum sets the step's active dimension and its largest number of points; the step's number
-of points n is drawn from [config.icl.min_points, that largest] (experiments/training_lengths.py),
-so the length-adaptive step sees varying lengths. The prompts are built at a bucket >= n points
+curriculum sets the step's active dimension and its largest number of points N; the step's
+number of points n is N with probability config.icl.horizon_probability and otherwise uniform
+in [ceil(config.icl.min_points_fraction * N), N - 1] (`draw_points`). So the horizon N keeps
+that share of the loss weight it has in Garg et al.'s training (every prompt there has N
+points), and the length-adaptive step still sees several lengths (with one length its alpha
+would learn nothing about L). The prompts are built at a bucket >= n points
 (one compilation per bucket) and only their first n points count: every model is causal, so the
 padding after them changes nothing, and the length-adaptive model is told L = 2n. The loss is the
 squared error averaged over every prefix of the prompt (the prediction at x_i sees the i - 1
 pairs before it), as Garg et al.
 """
 
+import math
 import os
 
 import jax
@@ -25,7 +29,16 @@ from experiments.side_by_side import SideBySide, model_names
 from experiments.studies.icl import function_classes, report
 from experiments.studies.icl.estimators import get_estimator
 from experiments.studies.icl.model import VARIANTS, ICLRegressor, family
-from experiments.training_lengths import bucket_for, draw_length
+from experiments.training_lengths import bucket_for
+
+
+def draw_points(seed, step, low, high, horizon_probability):
+  """The number of points of global step `step`: high with probability horizon_probability,
+  else uniform in [low, high - 1] (high when low == high); a pure function of (seed, step)."""
+  rng = np.random.default_rng([int(seed), int(step)])
+  if low >= high or rng.random() < horizon_probability:
+    return int(high)
+  return int(rng.integers(low, high))
 
 
 class Task(SideBySide):
@@ -49,13 +62,11 @@ class Task(SideBySide):
         f"config.icl.d = {self.d}"
       )
     self.training_points = function_classes.horizon_points(config)
-    self.min_points = config.icl.min_points
-    first_points = self.curriculum.points.start
-    if not isinstance(self.min_points, int) or not 1 <= self.min_points <= first_points:
-      raise ValueError(
-        f"config.icl.min_points = {self.min_points!r}; expected an int in [1, "
-        f"{first_points}] (the curriculum's first number of points)"
-      )
+    fraction, probability = config.icl.min_points_fraction, config.icl.horizon_probability
+    if not 0 < fraction <= 1:
+      raise ValueError(f"config.icl.min_points_fraction = {fraction!r}; expected (0, 1]")
+    if not 0 <= probability <= 1:
+      raise ValueError(f"config.icl.horizon_probability = {probability!r}; expected [0, 1]")
     if not isinstance(config.icl.length_buckets, int) or config.icl.length_buckets < 1:
       raise ValueError(
         f"config.icl.length_buckets = {config.icl.length_buckets!r}; expected an int >= 1"
@@ -86,6 +97,13 @@ class Task(SideBySide):
         f"config.eval.n_points = {evaluation.n_points}) (0: the training horizon)"
       )
     report.check_probe_settings(evaluation, context or self.training_points - 1)
+    transformer, tokens = config.model.transformer, 2 * evaluation.n_points
+    if transformer.get("positional_embeddings") and transformer.max_length < tokens:
+      raise ValueError(
+        f"config.model.transformer.max_length = {transformer.max_length} is below the "
+        f"{tokens} tokens of an evaluated prompt (config.eval.n_points = "
+        f"{evaluation.n_points})"
+      )
     parallel.host_batch_size(evaluation.batch_size, mesh)
     classes = evaluation.function_classes
     if isinstance(classes, str) or not classes:
@@ -139,18 +157,24 @@ class Task(SideBySide):
     metrics["n_points"] = batch["n_points"][0].astype(jnp.float32)
     return state, metrics
 
+  def min_points(self, stage_points):
+    """The fewest points a step of this stage draws: ceil(min_points_fraction * stage_points)."""
+    return max(math.ceil(self.config.icl.min_points_fraction * stage_points), 1)
+
   def points_of_step(self, step):
-    """(d_active, n_points, bucket) of `step`: n_points drawn from [min_points, the curriculum
-    stage's points], the prompts built at bucket >= n_points points."""
+    """(d_active, n_points, bucket) of `step`: n_points from `draw_points` within the curriculum
+    stage, the prompts built at bucket >= n_points points."""
     d_active, stage_points = function_classes.curriculum_at(step, self.curriculum)
-    n_points = draw_length(self.config.seed, step, self.min_points, stage_points)
+    icl = self.config.icl
+    low = self.min_points(stage_points)
+    n_points = draw_points(self.config.seed, step, low, stage_points, icl.horizon_probability)
     return d_active, n_points, bucket_for(n_points, self.buckets(stage_points))
 
   def buckets(self, stage_points):
     """config.icl.length_buckets bucket sizes for a stage: its points, halved and rounded up
     (n and the bucket differ by less than 2x, so padding costs under half the step)."""
-    count = self.config.icl.length_buckets
-    return sorted({max(-(-stage_points // 2**k), self.min_points) for k in range(count)})
+    count, low = self.config.icl.length_buckets, self.min_points(stage_points)
+    return sorted({max(-(-stage_points // 2**k), low) for k in range(count)})
 
   def prompts(self, key, class_name, n_points, first, global_batch, d_active=None):
     """Examples first .. first + global_batch - 1 of a stream, generated sharded on the devices:

@@ -77,10 +77,13 @@ def get_config(arg=None):
   c.icl.curriculum = ml_collections.ConfigDict()
   c.icl.curriculum.dims = _schedule(min(5, c.icl.d), c.icl.d, 1, 2000)  # active dims d_active
   c.icl.curriculum.points = _schedule(start, end, increment, 2000)  # largest points per prompt
-  # Each step's number of points is drawn from [min_points, the stage's points], so lengths vary
-  # within every stage (a single length would leave the length-adaptive alpha no gradient).
-  c.icl.min_points = 1
-  c.icl.length_buckets = 2  # prompts built at the stage's points and at half of them (compiles)
+  # Each step's number of points n is the stage's points N with horizon_probability, else uniform
+  # in [ceil(min_points_fraction * N), N - 1]: position N keeps 3/4 of the loss weight it has in
+  # Garg et al.'s training, and lengths vary within every stage (one length would leave the
+  # length-adaptive alpha no gradient)
+  c.icl.min_points_fraction = 0.5
+  c.icl.horizon_probability = 0.75
+  c.icl.length_buckets = 1  # prompt sizes built per stage (compiles): N, N/2, N/4, ...
 
   width = 256 if paper else 64
   c.model = ml_collections.ConfigDict()
@@ -91,9 +94,10 @@ def get_config(arg=None):
   c.model.mamba.d_conv = 4  # causal conv width
   c.model.mamba.expand = 2  # d_inner = expand * d_model
   c.model.mamba.dt_rank = "auto"  # ceil(d_model / 16)
-  # L_ref of the length-adaptive step: the middle of the training range of token counts,
-  # 2 min_points to 2 end (n points are 2n tokens); set it again if you change min_points
-  c.model.mamba.length_ref = float(c.icl.min_points + end)
+  # L_ref of the length-adaptive step: the middle of the last stage's range of token counts,
+  # 2 ceil(min_points_fraction * end) to 2 end (n points are 2n tokens); set it again if you
+  # change min_points_fraction
+  c.model.mamba.length_ref = float(math.ceil(c.icl.min_points_fraction * end) + end)
   c.model.mamba.scan_implementation = "auto"  # selective-scan implementation
   c.model.mamba.remat = False  # recompute blocks in the backward pass (saves memory)
   # layer layout: None = stacked under nnx.scan from 8 layers on (one compile for any depth)
@@ -103,6 +107,12 @@ def get_config(arg=None):
   c.model.transformer.d_model = width  # width
   c.model.transformer.n_layers = 12 if paper else 2  # blocks (attention + MLP)
   c.model.transformer.n_heads = 8 if paper else 4  # attention heads
+  # Learned positional embeddings (Garg et al.'s GPT-2 has them; Grazzi et al. remove them, and
+  # their 12 layers over 500k steps recover positions from the causal mask). Without them one
+  # attention layer sees its earlier tokens as a set and cannot tell which y follows which x:
+  # the CPU transformer's 2 layers then stall at about averaging's error (docs/design.md 6B).
+  c.model.transformer.positional_embeddings = not paper
+  c.model.transformer.max_length = 0  # set below: the longest evaluated prompt's tokens
   # 0 = config.optimizer.learning_rate; on CPU the best of {1e-3, 3e-4, 1e-4} at this budget
   c.model.transformer.learning_rate = 0.0 if paper else 3e-4
   # The paper's S4 (its S4D code): S4D-Lin, complex diagonal, N = 64, its own C per channel,
@@ -140,6 +150,8 @@ def get_config(arg=None):
   # function classes evaluated (each its own curve and plot)
   c.eval.function_classes = EVAL_CLASSES.get(function_class, (function_class,))
   c.eval.n_points = math.ceil(EXTRAPOLATION * end)  # points per prompt, past the training ones
+  # positions the transformer's embeddings cover (those past the training horizon stay untrained)
+  c.model.transformer.max_length = 2 * c.eval.n_points if not paper else 0
   c.eval.num_prompts = 1280  # evaluation prompts (the same for models and baselines)
   c.eval.batch_size = 128 if paper else 256  # prompts per evaluation batch
   c.eval.baselines = ml_collections.ConfigDict(BASELINES)  # class -> baselines on its prompts

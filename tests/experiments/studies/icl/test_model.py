@@ -67,3 +67,22 @@ def test_length_adaptive_step_sees_the_prompt_length():
 def test_unknown_variant_is_refused():
   with pytest.raises(ValueError, match="Unknown in-context model 'lstm'"):
     ICLRegressor("lstm", tiny_model_config(), 3, rngs=nnx.Rngs(0))
+
+
+def test_positional_embeddings_let_attention_pair_each_y_with_its_x():
+  """Why the CPU transformer has positional embeddings: without them one causal attention layer
+  sees its earlier tokens as a set, so x1, y1, x2, y2, xq and x1, y2, x2, y1, xq (the y values
+  swapped between the pairs) give the query the same output; it cannot tell which y belongs to
+  which x, which a shallow transformer needs to regress in context."""
+  config = tiny_model_config()
+  config.transformer.n_layers = 1
+  x = jax.random.normal(jax.random.key(0), (3, 3))
+  y1, y2 = jnp.array([1.5, 0, 0]), jnp.array([-0.7, 0, 0])
+  prompt = jnp.stack([x[0], y1, x[1], y2, x[2]])[None]
+  swapped = jnp.stack([x[0], y2, x[1], y1, x[2]])[None]
+  plain = ICLRegressor("transformer", config, 3, rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(plain(prompt)[:, -1], plain(swapped)[:, -1], rtol=1e-5, atol=1e-6)
+  config.transformer.positional_embeddings = True
+  config.transformer.max_length = 8
+  positional = ICLRegressor("transformer", config, 3, rngs=nnx.Rngs(0))
+  assert not np.allclose(positional(prompt)[:, -1], positional(swapped)[:, -1], atol=1e-4)

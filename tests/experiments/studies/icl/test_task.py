@@ -70,19 +70,36 @@ def test_batch_is_the_curriculum_stage_of_the_global_example_stream():
     assert not np.any(np.asarray(batch["xs"])[..., d_active:])
 
 
-def test_number_of_points_varies_within_every_stage():
-  """Each step draws n from [min_points, the stage's points], built at one of two buckets."""
-  cpu = icl.Task(tiny(get_config("linear_regression", "cpu")), parallel.make_mesh())
-  draws = [cpu.points_of_step(step) for step in range(300)]
-  assert {n for _, n, _ in draws} == set(range(1, 12))
-  assert {b for _, _, b in draws} == {6, 11}
-  assert all(n <= b and (b == 6 or n > 6) for _, n, b in draws)
+def _horizon_weight(task, step):
+  """The weight that task.loss gives the last point of `step`'s prompts (summed over the batch):
+  d loss / d prediction there, for predictions 1 above every label, over 2."""
+  batch = task.batch(step)
+  ys = batch["ys"]
+
+  def loss(predictions):
+    outputs = jnp.zeros((ys.shape[0], 2 * ys.shape[1])).at[:, ::2].set(predictions)
+    return task.loss(lambda prompt, **_: outputs, batch)
+
+  return float(jnp.sum(jax.grad(loss)(ys + 1.0)[:, -1]) / 2)
+
+
+def test_horizon_keeps_most_of_its_loss_weight_and_lengths_vary():
+  """Garg et al. give position N (the stage's points) weight 1/N every step. Here n is N in 3/4
+  of the steps (weight 1/N) and otherwise in [ceil(N/2), N - 1] (weight 0), so N keeps about 3/4
+  of its weight; drawing n from [1, N] as before kept 1/N of it. The lengths still vary."""
+  config = tiny(get_config("linear_regression", "cpu"))
+  cpu = icl.Task(config, parallel.make_mesh())
+  steps = range(200)
+  draws = [cpu.points_of_step(step) for step in steps]
+  assert {n for _, n, _ in draws} == set(range(6, 12)) and {b for _, _, b in draws} == {11}
+  weight = np.mean([_horizon_weight(cpu, step) for step in steps]) * 11
+  assert 0.65 < weight < 0.85, weight
   config = tiny(get_config("linear_regression", "paper"))
   config.num_train_steps = 40_000
   paper = icl.Task(config, parallel.make_mesh())
   stage = [paper.points_of_step(step)[1] for step in range(6000, 6300)]  # stage of 17 points
-  assert min(stage) == 1 and max(stage) == 17
-  assert config.model.mamba.length_ref == 1 + 41  # the middle of 2 .. 82 tokens
+  assert min(stage) == 9 and max(stage) == 17
+  assert config.model.mamba.length_ref == 21 + 41  # the middle of 42 .. 82 tokens
 
 
 def test_padding_after_the_points_changes_no_loss():
@@ -210,6 +227,7 @@ def test_bad_configs_are_refused():
     ("eval.function_classes", ("quadratic",), "Unknown function class 'quadratic'"),
     ("eval.batch_size", 0, "must be positive"),
     ("models", ("mamba", "mamba"), "each at most once"),
+    ("model.transformer.max_length", 54, "max_length = 54 is below the 56 tokens"),
   ],
 )
 def test_evaluation_settings_are_checked_before_training(field, value, message):
@@ -230,6 +248,10 @@ def test_shipped_configs_follow_the_paper():
   assert config.eval.n_points >= 2.5 * 101 and config.eval.num_prompts == 1280
   cpu = get_config("linear_regression", "cpu")
   assert cpu.icl.d == 5 and cpu.model.mamba.d_model == 64 and cpu.eval.n_points >= 2.5 * 11
+  # Positional embeddings: the paper's transformer has none; the CPU one needs them (test_model)
+  assert not config.model.transformer.positional_embeddings
+  assert cpu.model.transformer.positional_embeddings
+  assert cpu.model.transformer.max_length == 2 * cpu.eval.n_points
 
 
 def _rows(path):
@@ -269,9 +291,10 @@ def test_smoke_run_of_each_function_class(class_name, tmp_path):
   alpha_models = {r["model"] for r in _rows(out / "discretization.csv")}
   assert alpha_models == ({"mamba_length_adaptive"} & set(config.models))
   probing = _rows(out / "probing.csv")  # every trained class: the paper's probe needs no w
-  assert {r["model"] for r in probing} == set(config.models)
   linear = class_name in ("linear_regression", "sparse_linear_regression")
-  expected_probes = {"decoded", "affine_1d"} | ({"weights"} if linear else set())
+  references = {"gd", "preconditioned_gd"} if linear else set()  # gd_iterates.py
+  assert {r["model"] for r in probing} == set(config.models) | references
+  expected_probes = {"decoded", "affine_1d"} | ({"weights", "gd_iterate"} if linear else set())
   assert {r["probe"] for r in probing} == expected_probes
   assert (out / "probing.png").exists()
 
