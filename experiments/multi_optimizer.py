@@ -22,12 +22,16 @@ class MultiOptimizer:
       "step": jnp.zeros((), jnp.int32),
     }
 
+  def apply_part(self, name, params, opt_state, grads):
+    """(params, opt_state) of part `name` after one update with its gradient."""
+    updates, opt_state = self.optimizers[name].update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
   def apply(self, state, grads):
     """The state after one update of every part with its gradient in `grads` ({part: grads})."""
     params, opt_state = {}, {}
-    for name, tx in self.optimizers.items():
-      updates, opt_state[name] = tx.update(
-        grads[name], state["opt_state"][name], state["params"][name]
+    for name in self.optimizers:
+      params[name], opt_state[name] = self.apply_part(
+        name, state["params"][name], state["opt_state"][name], grads[name]
       )
-      params[name] = optax.apply_updates(state["params"][name], updates)
     return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}

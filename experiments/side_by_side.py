@@ -4,6 +4,11 @@ Studies A and B compare model families on equal terms: same data, same steps, sa
 study subclasses SideBySide and provides `build(name, rng)` (an nnx module) and
 `loss(model, batch)` (a scalar). Every model's structure and optimiser are fixed at construction
 (from abstract shapes), so `train_step` and `model` work before, after or without `init_state`.
+
+A study may give a model its own step budget (`train_steps(name)`, e.g. study B's CPU
+transformer): every model then sees the same batches up to its budget, the run lasts the largest
+budget (`num_train_steps`), and a model past its budget is skipped (`lax.cond`: no gradient is
+computed) with its parameters and optimiser state frozen and its loss_<name> logged as NaN.
 """
 
 import jax
@@ -40,9 +45,10 @@ class SideBySide:
       abstract = nnx.eval_shape(lambda name=name: self.build(name, jax.random.key(0)))
       self._graphdefs[name], params = nnx.split(abstract, nnx.Param)
       txs[name] = optimizers.make_optimizer(
-        self.optimizer_config(name), config.num_train_steps, params
+        self.optimizer_config(name), self.train_steps(name), params
       )
     self.optimizer = MultiOptimizer(txs)
+    self.num_train_steps = max(self.train_steps(name) for name in self.names)
 
   def build(self, name, rng):
     raise NotImplementedError
@@ -54,6 +60,12 @@ class SideBySide:
     """The optimiser settings of model `name` (the same for all unless a study says otherwise)."""
     del name
     return self.config.optimizer
+
+  def train_steps(self, name):
+    """Model `name`'s step budget (its schedule's length): config.num_train_steps unless a study
+    says otherwise."""
+    del name
+    return self.config.num_train_steps
 
   def init_index(self, name):
     """Model `name` is initialised from fold_in(rng, init_index(name)): its position in the
@@ -75,17 +87,36 @@ class SideBySide:
     return nnx.merge(self._graphdefs[name], state["params"][name])
 
   def train_step(self, state, batch):
-    """One optimiser step of every model; metrics loss_<name> and their mean, "loss", and for
-    a model with a length-adaptive step alpha_{mean,min,max}_<name> after the step."""
-    metrics, grads = {}, {}
+    """One optimiser step of every model within its budget; metrics loss_<name> (NaN once the
+    budget is spent) and the mean over the models still training, "loss", and for a model with
+    a length-adaptive step alpha_{mean,min,max}_<name> after the step."""
+    metrics, params, opt_state, training = {}, {}, {}, []
     for name in self.names:
 
-      def loss_fn(model_params, name=name):
-        return self.loss(nnx.merge(self._graphdefs[name], model_params), batch)
+      def update(name=name):
+        def loss_fn(model_params):
+          return self.loss(nnx.merge(self._graphdefs[name], model_params), batch)
 
-      metrics[f"loss_{name}"], grads[name] = jax.value_and_grad(loss_fn)(state["params"][name])
-    metrics["loss"] = jnp.mean(jnp.stack([metrics[f"loss_{n}"] for n in self.names]))
-    state = self.optimizer.apply(state, grads)
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"][name])
+        return (loss,) + self.optimizer.apply_part(
+          name, state["params"][name], state["opt_state"][name], grads
+        )
+
+      def skip(name=name):
+        return jnp.float32(jnp.nan), state["params"][name], state["opt_state"][name]
+
+      if self.train_steps(name) >= self.num_train_steps:
+        loss, params[name], opt_state[name] = update()
+        active = jnp.bool_(True)
+      else:
+        active = state["step"] < self.train_steps(name)
+        loss, params[name], opt_state[name] = jax.lax.cond(active, update, skip)
+      metrics[f"loss_{name}"] = loss
+      training.append(active)
+    active = jnp.stack(training)
+    losses = jnp.stack([metrics[f"loss_{n}"] for n in self.names])
+    metrics["loss"] = jnp.sum(jnp.where(active, losses, 0.0)) / jnp.sum(active)
+    state = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
     for name in self.names:
       metrics.update(learned_alpha.alpha_metrics(name, state["params"][name]))
     return state, metrics

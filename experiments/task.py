@@ -11,6 +11,9 @@ when config.eval.select = "best" (experiments/selection.py):
     on every process; must be deterministic given the state.
   combine_best(states: dict[str, State]) -> State
     The state to evaluate, from each part's best state (keys as validation_scores').
+
+A task may also set `num_train_steps` (an int), the run's length when it differs from
+config.num_train_steps (experiments/side_by_side.py: models with their own step budgets).
 """
 
 from typing import Any, Protocol, runtime_checkable

@@ -84,8 +84,9 @@ def restore_run(workdir):
 
 
 def train_and_evaluate(config, workdir):
-  """Trains the task of `config.study` for config.num_train_steps, then evaluates; returns the
-  final state.
+  """Trains the task of `config.study` for config.num_train_steps (or the task's
+  num_train_steps, when its models have their own budgets), then evaluates; returns the final
+  state.
 
   Restarting with the same workdir resumes from the latest checkpoint and ends with the same
   parameters as an uninterrupted run. SIGTERM saves a checkpoint and returns early.
@@ -99,7 +100,7 @@ def train_and_evaluate(config, workdir):
   select_best = selection.select_mode(config) == "best"
   write_config(config, workdir)
   state, checkpointer, start = restore_or_init(task, config, workdir, mesh)
-  total = config.num_train_steps
+  total = getattr(task, "num_train_steps", config.num_train_steps)  # a task's own budgets
   writer = metrics.MetricWriter(workdir, total, start)
   log = ProgressLog(total, start)  # lines where tqdm's bar is hidden
   train_step = jax.jit(

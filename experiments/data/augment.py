@@ -161,19 +161,25 @@ def random_affine(images, key, example_index):
 
 class AffineSource:
   """A random-access image source whose item i has "image" transformed by random_affine keyed by
-  i: one fixed draw per image, the same for every model and length that reads it."""
+  i: one fixed draw per image, the same for every model and length that reads it. An image is
+  transformed on its first read and kept (an evaluation reads the same few images for every
+  model, length and stage)."""
 
   def __init__(self, source, key):
     self.source, self.key = source, key
+    self._transformed = {}
 
   def __len__(self):
     return len(self.source)
 
   def __getitem__(self, index):
-    item = dict(self.source[index])
-    image = jnp.asarray(item["image"])[None]
-    item["image"] = np.asarray(random_affine(image, self.key, np.array([index])))[0]
-    return item
+    index = int(index)
+    if index not in self._transformed:
+      item = dict(self.source[index])
+      image = jnp.asarray(item["image"])[None]
+      item["image"] = np.asarray(random_affine(image, self.key, np.array([index])))[0]
+      self._transformed[index] = item
+    return dict(self._transformed[index])
 
 
 @jax.jit

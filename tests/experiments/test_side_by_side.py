@@ -70,3 +70,38 @@ def test_each_model_steps_as_if_trained_alone():
     np.testing.assert_allclose(metrics[f"loss_{name}"], loss, rtol=1e-6)
     for got, want in zip(jax.tree.leaves(new_state["params"][name]), jax.tree.leaves(expected)):
       np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+class _Budgets(_Lines):
+  """The narrow model stops after 2 of the run's 4 steps."""
+
+  def train_steps(self, name):
+    return 2 if name == "narrow" else self.config.num_train_steps
+
+
+def test_a_model_past_its_budget_is_frozen_and_the_others_train_on():
+  config = _config()
+  config.num_train_steps = 4
+  task = _Budgets(config, ["narrow", "wide"])
+  assert task.num_train_steps == 4
+  alone = _Lines(_config(("wide",)), ["wide"])  # the wide model's schedule is unchanged
+  state = task.init_state(jax.random.key(0))
+  reference = alone.optimizer.init_state({"wide": state["params"]["wide"]})
+  batch = {"x": jnp.linspace(0.5, 2, 8)[:, None]}
+  train_step, reference_step = jax.jit(task.train_step), jax.jit(alone.train_step)
+  history = []
+  for _ in range(4):
+    state, metrics = train_step(state, batch)
+    reference, _ = reference_step(reference, batch)
+    history.append((state["params"]["narrow"], metrics))
+  narrow = [jax.tree.leaves(p) for p, _ in history]
+  assert not np.allclose(narrow[0][0], narrow[1][0])  # trained at steps 0 and 1
+  for later in narrow[2:]:  # frozen from step 2 on
+    for got, want in zip(later, narrow[1]):
+      np.testing.assert_array_equal(got, want)
+  assert np.isnan(history[2][1]["loss_narrow"]) and np.isfinite(history[1][1]["loss_narrow"])
+  assert float(history[3][1]["loss"]) == float(history[3][1]["loss_wide"])
+  for got, want in zip(
+    jax.tree.leaves(state["params"]["wide"]), jax.tree.leaves(reference["params"]["wide"])
+  ):
+    np.testing.assert_allclose(got, want, rtol=1e-6)

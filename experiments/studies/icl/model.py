@@ -33,7 +33,8 @@ class ICLRegressor(nnx.Module):
       raise ValueError(f"Unknown in-context model {variant!r}; expected one of {VARIANTS}")
     self.variant = variant
     section = model_config[family(variant)]
-    study_fields = ("learning_rate",)  # read by the task: per-family learning rates
+    # read by the task: per-family learning rates and step budgets
+    study_fields = ("learning_rate", "num_train_steps")
     if variant == "transformer":
       self.backbone = model_builders.causal_transformer(
         section, d, 1, rngs=rngs, ignore=study_fields

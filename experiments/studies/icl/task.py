@@ -41,6 +41,13 @@ def draw_points(seed, step, low, high, horizon_probability):
   return int(rng.integers(low, high))
 
 
+def family_steps(config, name):
+  """Model `name`'s step budget: config.model.<family>.num_train_steps where set (not 0), else
+  config.num_train_steps (study B lets a family train longer: the CPU transformer, its count
+  chosen on a validation seed)."""
+  return config.model[family(name)].get("num_train_steps", 0) or config.num_train_steps
+
+
 class Task(SideBySide):
   def __init__(self, config, mesh):
     self.mesh = mesh
@@ -72,6 +79,7 @@ class Task(SideBySide):
         f"config.icl.length_buckets = {config.icl.length_buckets!r}; expected an int >= 1"
       )
     self._check_evaluation(config, mesh)
+    self._check_budgets(config, model_names(config, VARIANTS))
     super().__init__(config, model_names(config, VARIANTS))
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     self.eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
@@ -115,6 +123,28 @@ class Task(SideBySide):
       function_classes.get_function_class(name)
       for baseline in evaluation.baselines.get(name, ()):
         get_estimator(baseline)
+
+  def _check_budgets(self, config, names):
+    """Every family budget is positive and ends in the curriculum stage of the run's horizon
+    (a model that stopped in an earlier stage would be scored past what it trained on)."""
+    for name in names:
+      steps = family_steps(config, name)
+      if not isinstance(steps, int) or steps < 1:
+        raise ValueError(
+          f"config.model.{family(name)}.num_train_steps = {steps!r}; expected an int >= 1 "
+          f"(0 = config.num_train_steps)"
+        )
+      stage = function_classes.curriculum_at(steps - 1, config.icl.curriculum)
+      horizon = function_classes.curriculum_at(config.num_train_steps - 1, config.icl.curriculum)
+      if stage != horizon:
+        raise ValueError(
+          f"{name} trains {steps} steps and ends in the curriculum stage (d, points) = "
+          f"{stage}, the other models in {horizon}: set config.model.{family(name)}."
+          f"num_train_steps so that every model ends in the last stage"
+        )
+
+  def train_steps(self, name):
+    return family_steps(self.config, name)
 
   def build(self, name, rng):
     return ICLRegressor(name, self.config.model, self.d, rngs=nnx.Rngs(rng))

@@ -164,3 +164,13 @@ def test_affine_draws_follow_the_paper_per_example():
     source[1]["image"], np.asarray(augment.random_affine(images[1:], key, [1]))[0]
   )
   assert not np.array_equal(source[1]["image"], images[1])
+  reads = []
+
+  class Counted(list):
+    def __getitem__(self, index):
+      reads.append(index)
+      return list.__getitem__(self, index)
+
+  once = augment.AffineSource(Counted({"image": image} for image in images), key)
+  np.testing.assert_array_equal(once[1]["image"], once[1]["image"])  # transformed once, kept
+  assert reads == [1]

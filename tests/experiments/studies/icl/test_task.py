@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import metrics as run_metrics
 from experiments import parallel, train
 from experiments.studies.icl import function_classes
 from experiments.studies.icl import task as icl
@@ -29,6 +30,7 @@ def tiny(config, models=("mamba", "mamba_length_adaptive", "transformer", "s4d")
   config.models = models
   config.batch_size = 8
   config.num_train_steps = 3
+  config.model.transformer.num_train_steps = 0  # the shared budget (the CPU config's is longer)
   config.log_every_steps = 1
   config.checkpoint_every_steps = 3
   for family in ("mamba", "transformer", "s4d"):
@@ -216,6 +218,14 @@ def test_bad_configs_are_refused():
     get_config("quadratic", "cpu")
   with pytest.raises(ValueError, match="key one of"):
     icl_config.get_config("task=relu_2nn")
+  config = tiny(get_config("linear_regression", "cpu"))
+  config.model.transformer.num_train_steps = -1
+  with pytest.raises(ValueError, match="expected an int >= 1"):
+    icl.Task(config, mesh)
+  config.model.transformer.num_train_steps = 5  # stops in the curriculum's first stage
+  config.icl.curriculum.points.end, config.icl.curriculum.points.interval = 13, 4
+  with pytest.raises(ValueError, match="transformer trains 5 steps and ends in"):
+    icl.Task(config, mesh)
 
 
 @pytest.mark.parametrize(
@@ -252,6 +262,13 @@ def test_shipped_configs_follow_the_paper():
   assert not config.model.transformer.positional_embeddings
   assert cpu.model.transformer.positional_embeddings
   assert cpu.model.transformer.max_length == 2 * cpu.eval.n_points
+  # The CPU transformer's own budget (README study B); every other model, and the paper's, share
+  # config.num_train_steps
+  task = icl.Task(cpu, parallel.make_mesh())
+  assert task.train_steps("transformer") == cpu.model.transformer.num_train_steps > 2000
+  assert task.train_steps("mamba") == task.train_steps("s4d") == cpu.num_train_steps == 2000
+  assert task.num_train_steps == cpu.model.transformer.num_train_steps
+  assert icl.Task(config, parallel.make_mesh()).num_train_steps == 500_000
 
 
 def _rows(path):
@@ -319,6 +336,7 @@ def test_eight_devices_follow_one(tmp_path):
     "--config.models=('mamba','transformer')",
     "--config.batch_size=16",
     "--config.num_train_steps=4",
+    "--config.model.transformer.num_train_steps=5",  # its own budget: one step more
     "--config.log_every_steps=1",
     "--config.model.mamba.n_layers=1",
     "--config.model.transformer.n_layers=1",
@@ -332,5 +350,8 @@ def test_eight_devices_follow_one(tmp_path):
     workdir = str(tmp_path / str(devices))
     run_main(config, workdir, overrides, devices)
     losses[devices] = _losses(workdir)
-  assert len(losses[1]) == 4
+  assert len(losses[1]) == 5  # the run lasts the longest budget
   np.testing.assert_allclose(losses[8], losses[1], rtol=1e-5, atol=1e-6)
+  rows = run_metrics.read_jsonl(os.path.join(str(tmp_path / "1"), run_metrics.METRICS_FILE))
+  assert "loss_mamba" in rows[3] and "loss_mamba" not in rows[4]  # past its budget: not logged
+  assert rows[4]["loss"] == rows[4]["loss_transformer"]
