@@ -9,8 +9,11 @@ the study really draws (its lengths and buckets), then all models side by side.
 For each model of config.models: the task is built with that model alone, its jitted step runs
 on the batches of steps 0, 1, ... until every batch shape of the first --steps steps has
 compiled (compile: the seconds of those first calls beyond the steady time), then the steps are
-timed again (steady: mean over --steps steps, compiled). The projection: steady time x
-config.num_train_steps, the training loop without compiles, logging, checkpoints or evaluation.
+timed again (steady: mean over --steps steps, compiled). The projection, the training loop
+without compiles, logging, checkpoints or evaluation: a model's steady time x its step budget
+(config.num_train_steps, or its own where the study gives it one: study B's CPU transformer);
+side by side, the joint step x the shortest budget plus each model's own step x its steps
+beyond that (a model past its budget is skipped).
 """
 
 import time
@@ -46,22 +49,33 @@ def main(argv):
   del argv
   config = _CONFIG.value
   mesh = parallel.make_mesh()
-  rows = []
+  rows, budgets = [], {}
   for models in [(name,) for name in config.models] + [tuple(config.models)]:
     single = config.copy_and_resolve_references()
     single.models = models
     task = studies.make_task(single, mesh)
     state = task.init_state(jax.random.key(0))
     compile_s, steady = _time_steps(task, state, _STEPS.value)
+    if len(models) == 1:
+      budgets[models[0]] = getattr(task, "num_train_steps", config.num_train_steps)
     rows.append(("+".join(models) if len(models) > 1 else models[0], compile_s, steady))
   total = rows[-1][2]
+  shared = min(budgets.values())
   print(f"{'model':<50} {'compile s':>10} {'step ms':>9} {'share':>7} {'projected':>10}")
   for name, compile_s, steady in rows:
-    projected = steady * config.num_train_steps / 60
+    if name in budgets:
+      seconds = steady * budgets[name]
+    else:
+      seconds = steady * shared + sum(
+        alone * (budgets[n] - shared) for n, _, alone in rows[:-1] if budgets[n] > shared
+      )
     share = steady / total
-    print(f"{name:<50} {compile_s:>10.1f} {steady * 1e3:>9.1f} {share:>7.0%} {projected:>8.1f} m")
+    print(
+      f"{name:<50} {compile_s:>10.1f} {steady * 1e3:>9.1f} {share:>7.0%} {seconds / 60:>8.1f} m"
+    )
+  steps = ", ".join(f"{n} {b}" for n, b in budgets.items())
   print(
-    f"({_STEPS.value} steps each; projected = steady x {config.num_train_steps} steps; "
+    f"({_STEPS.value} steps each; projected over the step budgets: {steps}; "
     f"{jax.device_count()} {jax.default_backend()} device(s), JAX {jax.__version__})"
   )
 

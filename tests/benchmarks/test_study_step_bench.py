@@ -33,3 +33,4 @@ def test_prints_a_row_per_model_and_the_side_by_side_step():
     step_ms = float(line.split()[2])
     assert step_ms > 0
   assert "3 steps each" in lines[4]
+  assert "mamba 2000, transformer 12000" in lines[4]  # each projected over its own budget
