@@ -119,7 +119,7 @@ def get_config(arg=None):
   # Its own step budget (0 = config.num_train_steps; its cosine schedule spans it). On CPU the
   # 2-layer transformer leaves the zero predictor only after thousands of steps, at a seed-
   # dependent time: at 2000 and 6000 steps it beat averaging in 1 of 3 seeds; 12000 was chosen on
-  # validation seeds 10 to 12 (BUILD_NOTES, study B). Its step costs about a fifth of a Mamba's.
+  # validation seeds 10 to 12 (BUILD_NOTES, study B). Its step costs about a twelfth of a Mamba's.
   c.model.transformer.num_train_steps = 0 if paper else 12_000
   # The paper's S4 (its S4D code): S4D-Lin, complex diagonal, N = 64, its own C per channel,
   # post-LayerNorm, channel dropout 0.1; wider than Mamba to match its parameter count (~10.5M
