@@ -173,10 +173,6 @@ class Task:
 
   # -- training --------------------------------------------------------------------------------
 
-  def gradients(self, params, batch, rng=None, batch_stats=None):
-    """(per-part gradients, metrics) of a training batch; see `train_gradients`."""
-    return self.train_gradients(params, batch, rng, batch_stats)[:2]
-
   def train_gradients(self, params, batch, rng=None, batch_stats=None):
     """(per-part gradients, metrics, BatchNorm statistics after the batch): the encoder's
     gradient of the lam-weighted sum, the decoder's of the MSE, the head's of the CE, all in
