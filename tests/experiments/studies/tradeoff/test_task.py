@@ -300,14 +300,14 @@ def test_vit_masking_keys_training_not_evaluation(data_dir):
   task = tradeoff.Task(_family_config(data_dir, "vit", 0.5), parallel.make_mesh())
   state = task.init_state(jax.random.key(0))
   params, stats, batch = state["params"], state["batch_stats"], task.batch(0)
-  gradients = jax.jit(task.gradients)
+  gradients = jax.jit(task.train_gradients)
   mse = [float(gradients(params, batch, jax.random.key(k), stats)[1]["mse"]) for k in (0, 1)]
   assert mse[0] != mse[1]
   apply = jax.jit(task.apply)
   z, reconstructions, _ = apply(params, batch["image"], stats)
   assert z.shape == (16, 17, 4)
   np.testing.assert_array_equal(apply(params, batch["image"], stats)[1], reconstructions)
-  _, unmasked = gradients(params, batch, None, stats)  # no key: no masking, every pixel
+  _, unmasked, _ = gradients(params, batch, None, stats)  # no key: no masking, every pixel
   np.testing.assert_allclose(
     unmasked["mse"], jnp.mean((reconstructions - batch["image"]) ** 2), rtol=1e-5
   )
@@ -320,7 +320,7 @@ def test_vit_masking_keys_training_not_evaluation(data_dir):
 def test_loss_weighting(data_dir, lam):
   task, state = make_task(data_dir, lam=lam)
   batch = task.batch(1)
-  grads, metrics = jax.jit(task.gradients)(state["params"], batch)
+  grads, metrics, _ = jax.jit(task.train_gradients)(state["params"], batch)
   mse, ce = _losses_of(task, state["params"], batch)
   np.testing.assert_allclose(metrics["mse"], mse, rtol=1e-6)
   np.testing.assert_allclose(metrics["cross_entropy"], ce, rtol=1e-6)
@@ -480,7 +480,7 @@ def test_rotated_batches_keep_the_unrotated_target(data_dir):
   assert not np.array_equal(other["image"], batch["image"])
 
   state = task.init_state(jax.random.key(0))
-  _, metrics = jax.jit(task.gradients)(state["params"], batch)
+  _, metrics, _ = jax.jit(task.train_gradients)(state["params"], batch)
   _, reconstructions, _ = jax.jit(task.apply)(state["params"], batch["image"])
   np.testing.assert_allclose(
     metrics["mse"], jnp.mean((reconstructions - batch["target"]) ** 2), rtol=1e-5
