@@ -5,9 +5,9 @@ GPU programs of one grid run concurrently, so there is no sequential grid axis t
 across: each program owns (one batch element, one block of channels) and loops over the chunks
 itself, the float32 state and adjoint in registers. The forward writes the state at each chunk
 boundary; the backward walks chunks in reverse, recomputing one chunk's states into a
-per-program workspace in global memory (`workspace_bytes`), then running the adjoint
-recurrence, which stores its adjoints there too, then summing that chunk's dB and dC over the
-program's channels from the workspace. Partial sums are per program and reduced outside:
+per-program workspace in global memory (`workspace_bytes`; dC and the output's cotangent are
+formed there, while the state is in registers), then running the adjoint recurrence over it,
+which forms dB. Partial sums are per program and reduced outside:
 deterministic, no atomics.
 
 JAX deprecates the Triton backend of Pallas (from 0.11) in favour of Mosaic GPU; this variant
@@ -41,8 +41,8 @@ SHORT_LENGTH = 1024
 BLOCK_D_CHOICES = (64, 32, 16)
 DEFAULT_CHUNK = 64
 # The backward's per-program workspace (outputs of the kernel, discarded by the caller): the
-# chunk's states and adjoints (d_state_pad, block_d) per step and two rows per step.
-WORKSPACE = ("states", "adjoints", "gy", "dtu")
+# chunk's states (d_state_pad, block_d) per step and the output's cotangent gy, a row per step.
+WORKSPACE = ("states", "gy")
 # Elements an int32 offset reaches (`check_offsets`).
 MAX_ELEMENTS = 2**31 - 1
 
@@ -105,12 +105,11 @@ def gpu_kernel_suits(batch, length, d_inner):
 
 def workspace_bytes(batch, d_inner, d_state, chunk, block_d):
   """Global memory of the backward's workspace (`WORKSPACE`): per program, the chunk's states
-  (chunk + 1, d_state_pad, block_d) and adjoints (chunk, d_state_pad, block_d), float32, and
-  the rows gy and dt u, (chunk, block_d) float32 each; batch x ceil(d_inner / block_d)
-  programs: batch * round_up(d_inner, block_d) * ((2 chunk + 1) next_pow2(d_state) + 2 chunk)
-  * 4 bytes."""
+  (chunk + 1, d_state_pad, block_d) float32 and the row gy (chunk, block_d) float32; batch x
+  ceil(d_inner / block_d) programs: batch * round_up(d_inner, block_d) * ((chunk + 1)
+  next_pow2(d_state) + chunk) * 4 bytes."""
   d_pad = -(-d_inner // block_d) * block_d
-  return batch * d_pad * ((2 * chunk + 1) * padded_state_size(d_state) + 2 * chunk) * 4
+  return batch * d_pad * ((chunk + 1) * padded_state_size(d_state) + chunk) * 4
 
 
 def check_blocks(chunk, block_d, num_warps, num_stages):
@@ -285,7 +284,6 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
   f32 = jnp.float32
   partial_rows = pl.BlockSpec((None, None, length, d_state), lambda b, j: (b, j, 0, 0))
   per_batch_channels = pl.BlockSpec((None, 1, bd), lambda b, j: (b, 0, j))
-  workspace_tiles = pl.BlockSpec((None, None, T, d_state, bd), lambda b, j: (b, j, 0, 0, 0))
   workspace_rows = pl.BlockSpec((None, None, T, bd), lambda b, j: (b, j, 0, 0))
   outputs = dict(
     du=(rows, (batch, length, d), u.dtype),
@@ -301,9 +299,7 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
       (batch, n_blocks, T + 1, d_state, bd),
       f32,
     ),
-    adjoints=(workspace_tiles, (batch, n_blocks, T, d_state, bd), f32),
     gy=(workspace_rows, (batch, n_blocks, T, bd), f32),
-    dtu=(workspace_rows, (batch, n_blocks, T, bd), f32),
   )
   if cfg.has_z:
     outputs["dz"] = (rows, (batch, length, d), z.dtype)
@@ -329,7 +325,7 @@ def backward(cfg, u, delta, B, C, At, D, bias, z, lengths, bounds, g_out, g_fina
       )
 
     zeros = jnp.zeros((d_state, bd), f32), jnp.zeros((1, bd), f32), jnp.zeros((1, bd), f32)
-    last = kernels.prefetch(refs, length - 1, kernels.backward_inputs(cfg), hoisted)
+    last = kernels.prefetch(refs, length - 1, kernels.REVERSE_INPUTS, hoisted)
     lam, accumulators, _ = jax.lax.fori_loop(
       0, n_chunks, chunk_body, (kernels.load_tile(refs["g_final"], hoisted.tile), zeros, last)
     )

@@ -10,14 +10,15 @@ reads whole. Refs span the whole padded length; `offset` is where the chunk star
 What the time loops avoid (each costs instructions per step, `gpu_sass.py` counts them):
 layout conversions (A is loaded once, and every state-shaped global access keeps a thread per
 channel, `tile_index`: a vectorised one splits d_state across threads and converts through
-shared memory with barriers); sums over channels, which cross the warp's threads (the backward
-forms dB and dC once per chunk, `channel_sums`); exp (exp2 with A pre-multiplied by log2 e);
+shared memory with barriers); exp (exp2 with A pre-multiplied by log2 e);
 waiting on a step's loads (the next step's inputs are loaded one step ahead, in the loop
-carry); moving that carry each step (two steps per loop iteration, `time_loop`).
+carry); moving that carry each step (two steps per loop iteration, `time_loop`). The backward
+sums over channels once per step in each of its loops (dC_t in the recompute, dB_t in the
+reverse loop, `channel_sum`): they cross the warp's threads, but the workspace then holds
+only the states, each written once and read once.
 """
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -171,74 +172,85 @@ def forward_chunk(refs, hoisted, h, inputs, offset, cfg):
 
 
 def backward_inputs(cfg):
+  """What the backward's recompute loop prefetches: the forward's inputs and the output's
+  cotangent (the gate's gradient and dC are formed there, where h_t is in registers)."""
   return forward_inputs(cfg) + ("g_out",)
 
 
-# Steps per iteration of the per-chunk channel sums (`channel_sums`): (SUM_STEPS, d_state,
-# block_d) tiles of the workspace per iteration (8 spills at 8 x 2048 x 1536 x 16).
-SUM_STEPS = 4
+# What the backward's reverse loop prefetches.
+REVERSE_INPUTS = ("u", "delta", "B", "C")
+
+
+def output_gradient(refs, current, step, h, hoisted, row, cfg):
+  """gy_t, the cotangent of y0_t = <C_t, h_t> + D u_t (through the gate; zero where masked).
+  Writes dz_t, which needs y0_t and so h_t."""
+  g = current["g_out"].astype(jnp.float32)
+  if cfg.has_z:
+    y0 = jnp.sum(step.c * h, axis=0, keepdims=True) + hoisted.D * step.u
+    g, dz = pallas_common.gate_and_grad(current["z"].astype(jnp.float32), y0, g)
+    refs["dz"][row, :] = jnp.where(step.valid, dz, 0.0).astype(refs["dz"].dtype)
+  return jnp.where(step.valid, g, 0.0)
+
+
+def channel_sum(x):
+  """(d_state, block_d) -> (1, d_state): the sum over this program's channels, one warp's
+  threads (5 shuffles per state element; the row's store goes through shared memory)."""
+  return jnp.sum(x, axis=1)[None, :]
 
 
 def backward_chunk(refs, hoisted, ws, h_start, carry, offset, barrier, cfg):
   """Reverse pass over one chunk.
 
-  Recomputes the chunk's states from its boundary state h_start into the program's workspace
-  `ws["states"]` (chunk + 1, d_state, block_d; entry t holds h_{t-1}, entry 0 h_start), then
-  runs the adjoint recurrence backwards, carrying h_t and reading each h_{t-1} once. `carry` =
+  The recompute loop runs the chunk forwards from its boundary state h_start, carrying h_t:
+  it stores each state into the program's workspace `ws["states"]` (chunk + 1, d_state,
+  block_d; entry t holds h_{t-1}, entry 0 h_start), and, as h_t is in registers there, forms
+  the output's cotangent gy_t (and dz_t) and dC_t = sum_d h_t gy_t; gy_t goes to `ws["gy"]`.
+  The reverse loop then runs the adjoint recurrence backwards, reading each state h_{t-1} once
+  and forming dB_t = sum_d lambda_t dt_t u_t in the step, so no adjoint is stored. `carry` =
   (lam, accumulators, inputs): lam enters as a_{t+1} lambda_{t+1} from the chunk after this one
   and leaves as a_0 lambda_0 of this chunk; accumulators = (dA^T, dD, d_bias) partial sums over
-  this program's steps; inputs are the prefetched inputs of this chunk's last step, and leave as
-  the previous chunk's. Writes du, d_delta, dz (in their input dtypes) and this program's rows
-  of dB and dC.
+  this program's steps; inputs are the reverse loop's prefetched inputs of this chunk's last
+  step, and leave as the previous chunk's. Writes du, d_delta, dz (in their input dtypes) and
+  this program's rows of dB and dC.
 
-  The reverse loop has no sum over channels: it writes lambda_t to `ws["adjoints"]` and the rows
-  gy_t and dt_t u_t to `ws["gy"]` and `ws["dtu"]`, and `channel_sums` forms the chunk's
-  dC_t = sum_d h_t gy_t and dB_t = sum_d lambda_t dt_t u_t afterwards, from tiles of several
-  steps. A per-step sum over channels crosses the 32 threads of the warp (5 shuffles per state
-  element and sum: 160 shuffles and 2 barriers per step); over a tile, most of it is in-thread.
-
-  The recurrences keep a thread per channel for every workspace access (`tile_index`), so the
-  recompute and reverse loops touch only their own thread's data; `channel_sums` reads the
-  workspace in another layout: `barrier()` (a CTA barrier on the GPU, outside the time loops)
-  orders the recompute's stores before the reverse loop's loads, the reverse loop's stores
-  before the sums, and the sums before the next chunk's stores.
+  A sum over channels crosses the warp's threads (`channel_sum`); one per step in each loop
+  keeps both within the issue budget (`gpu_sass.py` counts them). Every workspace access keeps
+  a thread per channel (`tile_index`); `barrier()` (a CTA barrier on the GPU, outside the time
+  loops) orders the recompute's stores before the reverse loop's loads, and those before the
+  next chunk's stores.
   """
-  f32 = jnp.float32
-  names = forward_inputs(cfg)
+  names = backward_inputs(cfg)
   lam, accumulators, last_inputs = carry
 
   def recompute(t, carry):
     h, current = carry
-    upcoming = prefetch(refs, offset + t + 1, names, hoisted)
-    step = step_inputs(current, hoisted, offset + t, cfg)
+    index = offset + t
+    upcoming = prefetch(refs, index + 1, names, hoisted)
+    step = step_inputs(current, hoisted, index, cfg)
     h = step.decay * h + (step.dt * step.u) * step.b
     store_tile(ws["states"], hoisted.tile, h, t + 1)
+    row = pl.ds(index, 1)
+    gy = output_gradient(refs, current, step, h, hoisted, row, cfg)
+    ws["gy"][pl.ds(t, 1), :] = gy
+    refs["dC"][row, :] = channel_sum(h * gy)
     return h, upcoming
 
   store_tile(ws["states"], hoisted.tile, h_start, 0)
   first = prefetch(refs, offset, names, hoisted)
-  h_last, _ = time_loop(cfg.chunk, recompute, (h_start, first))
+  time_loop(cfg.chunk, recompute, (h_start, first))
   barrier()
 
   def body(t, carry):
-    h, lam, (dA, dD, dbias), current = carry
+    lam, (dA, dD, dbias), current = carry
     index = offset + t
-    upcoming = prefetch(refs, index - 1, backward_inputs(cfg), hoisted)
+    upcoming = prefetch(refs, index - 1, REVERSE_INPUTS, hoisted)
     h_prev = load_tile(ws["states"], hoisted.tile, t)
+    gy = ws["gy"][pl.ds(t, 1), :]
     row = pl.ds(index, 1)
     step = step_inputs(current, hoisted, index, cfg)
-    g = current["g_out"].astype(f32)
-    if cfg.has_z:
-      y0 = jnp.sum(step.c * h, axis=0, keepdims=True) + hoisted.D * step.u
-      g, dz = pallas_common.gate_and_grad(current["z"].astype(f32), y0, g)
-      refs["dz"][row, :] = jnp.where(step.valid, dz, 0.0).astype(refs["dz"].dtype)
-    gy = jnp.where(step.valid, g, 0.0)
-    dtu = step.dt * step.u
     dD = dD + gy * step.u
     lam = lam + step.c * gy  # lambda_t = gy_t C_t + a_{t+1} lambda_{t+1}
-    store_tile(ws["adjoints"], hoisted.tile, lam, t)
-    ws["gy"][pl.ds(t, 1), :] = gy
-    ws["dtu"][pl.ds(t, 1), :] = dtu
+    refs["dB"][row, :] = channel_sum(lam * (step.dt * step.u))
     lam_next = lam * step.decay  # a_t lambda_t, what step t - 1 adds to
     decay_grad = lam_next * h_prev
     lam_b = jnp.sum(lam * step.b, axis=0, keepdims=True)
@@ -247,31 +259,10 @@ def backward_chunk(refs, hoisted, ws, h_start, carry, offset, barrier, cfg):
     refs["du"][row, :] = (gy * hoisted.D + lam_b * step.dt).astype(refs["du"].dtype)
     d_raw = jnp.where(step.valid, d_dt * pallas_common.step_size_grad(step.raw, cfg), 0.0)
     refs["ddelta"][row, :] = d_raw.astype(refs["ddelta"].dtype)
-    return h_prev, lam_next, (dA, dD, dbias + d_raw), upcoming
+    return lam_next, (dA, dD, dbias + d_raw), upcoming
 
-  _, lam, accumulators, previous = time_loop(
-    cfg.chunk, body, (h_last, lam, accumulators, last_inputs), reverse=True
+  lam, accumulators, previous = time_loop(
+    cfg.chunk, body, (lam, accumulators, last_inputs), reverse=True
   )
   barrier()
-  channel_sums(refs, ws, offset, cfg)
-  barrier()
   return lam, accumulators, previous
-
-
-def channel_sums(refs, ws, offset, cfg):
-  """This program's dC_t and dB_t rows of one chunk, from the workspace the reverse loop
-  wrote: SUM_STEPS steps at a time (fewer where they do not divide the chunk), as (steps,
-  d_state, block_d) tiles summed over channels. Triton reads the tiles 4 channels per thread,
-  so a sum is 3 adds in a thread and 3 shuffles across 8 threads per state and step."""
-  steps = math.gcd(SUM_STEPS, cfg.chunk)
-
-  def body(s, carry):
-    tile = pl.ds(s * steps, steps)
-    rows = pl.ds(offset + s * steps, steps)
-    h, gy = ws["states"][pl.ds(s * steps + 1, steps)], ws["gy"][tile]
-    refs["dC"][rows, :] = jnp.sum(h * gy[:, None, :], axis=2)
-    lam, dtu = ws["adjoints"][tile], ws["dtu"][tile]
-    refs["dB"][rows, :] = jnp.sum(lam * dtu[:, None, :], axis=2)
-    return carry
-
-  jax.lax.fori_loop(0, cfg.chunk // steps, body, 0)
