@@ -50,6 +50,9 @@ flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median reported)
 flags.DEFINE_integer("chunk_size", 0, "Chunk size for xla/pallas; 0 uses each default.")
 flags.DEFINE_bool("sass", False, "Print the GPU kernels' SASS per time step (gpu_sass.py); no run.")
 flags.DEFINE_list("aot", [], "TPU chips (v5e, v6e): print static estimates instead of timing.")
+flags.DEFINE_bool(
+  "aot_plain", False, "With --aot: the op without its gate and softplus (the recurrence's floor)."
+)
 
 
 def available_implementations(platform):
@@ -219,7 +222,8 @@ def main(argv):
     return
   shapes = [parse_shape(s) for s in (_FLAGS.shapes or PRESETS[_FLAGS.preset])]
   if _FLAGS.aot:
-    print(tpu_static_cost.report(_FLAGS.aot, shapes, _FLAGS.dtypes))
+    plain = _FLAGS.aot_plain
+    print(tpu_static_cost.report(_FLAGS.aot, shapes, _FLAGS.dtypes, plain=plain))
     return
   platform = jax.default_backend()
   names = _FLAGS.implementations or available_implementations(platform)

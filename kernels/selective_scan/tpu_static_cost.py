@@ -81,15 +81,18 @@ def scan_arguments(chip, shape, dtype, groups=1):
   return rows, rows, spec((d_inner, d_state), jnp.float32), bc, bc, channels, rows, channels
 
 
-def scan_functions(implementation):
+def scan_functions(implementation, plain=False):
   """(forward, gradient of every input) of the op as a Mamba layer calls it. `pallas` is the TPU
   kernel called directly (the public op refuses it on a CPU host); `xla` is the associative
-  strategy `auto` runs on a TPU."""
+  strategy `auto` runs on a TPU. `plain`: without the gate and the softplus, so that the
+  recurrence's own cost shows (a floor for the kernel as the layer calls it)."""
 
   def forward(u, delta, A, B, C, D, z, bias):
+    if plain:
+      z = None
     if implementation == "pallas":
       out, _ = pallas_op.selective_scan_pallas(
-        u, delta, A, B, C, D, z, bias, delta_softplus=True, backend="tpu"
+        u, delta, A, B, C, D, z, bias, delta_softplus=not plain, backend="tpu"
       )
       return out
     out = api.selective_scan(
@@ -101,7 +104,7 @@ def scan_functions(implementation):
       D,
       z,
       bias,
-      delta_softplus=True,
+      delta_softplus=not plain,
       implementation="xla",
       options=XlaOptions(strategy="associative"),
     )
@@ -192,10 +195,10 @@ def _clear(dump_dir, before):
     os.remove(os.path.join(dump_dir, path))
 
 
-def static_costs(chip, shape, dtype, implementation, groups=1):
+def static_costs(chip, shape, dtype, implementation, groups=1, plain=False):
   """Rows (one per compiled kernel, or per pass for xla) of the static cost at one shape."""
   dump_dir = start_dumping()
-  forward, gradient = scan_functions(implementation)
+  forward, gradient = scan_functions(implementation, plain)
   args = scan_arguments(chip, shape, dtype, groups)
   clock = CHIPS[chip].clock_hz
   rows = []
@@ -205,7 +208,8 @@ def static_costs(chip, shape, dtype, implementation, groups=1):
     schedules = _kernel_schedules(dump_dir, before)
     _clear(dump_dir, before)
     hbm_ms = lambda program: 1e3 * hbm_bytes(shape, dtype, program) / CHIPS[chip].hbm_bytes_per_s
-    base = dict(chip=chip, implementation=implementation, shape=shape, dtype=jnp.dtype(dtype).name)
+    name = f"{implementation} (no gate, no softplus)" if plain else implementation
+    base = dict(chip=chip, implementation=name, shape=shape, dtype=jnp.dtype(dtype).name)
     if implementation == "pallas":
       kernel, program = (
         ("selective_scan_fwd", "forward")
@@ -222,6 +226,7 @@ def static_costs(chip, shape, dtype, implementation, groups=1):
           grid_steps=steps,
           ops=s.ops,
           estimate_ms=1e3 * s.bundles * steps / clock,
+          valu_ms=1e3 * s.ops["VALU"] / s.capacity["VALU"] * steps / clock,
           hbm_ms=hbm_ms(program),
         )
       )
@@ -237,6 +242,7 @@ def static_costs(chip, shape, dtype, implementation, groups=1):
           grid_steps=None,
           ops={},
           estimate_ms=1e3 * optimal if optimal > 0 else None,
+          valu_ms=None,
           hbm_ms=hbm_ms(mode),
         )
       )
@@ -253,26 +259,30 @@ _HEADER = (
   "grid steps",
   *SLOTS,
   "estimate ms",
+  "VALU bound ms",
   "HBM bound ms",
 )
 
 
 def format_table(rows):
-  """Markdown table; slot columns are ops per grid step. For xla the estimate is XLA's own
-  `optimal_seconds` (n/a where it gives none)."""
+  """Markdown table; slot columns are ops per grid step. The VALU bound is the time if every
+  bundle filled the vector ALU slots (4 on v5e and v6e, no fused multiply-add): no schedule of
+  the same ops beats it. For xla the estimate is XLA's own `optimal_seconds` (n/a where it
+  gives none)."""
   fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
   lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
   for r in rows:
     cells = [r["chip"], r["implementation"], r["program"], "x".join(map(str, r["shape"]))]
     cells += [r["dtype"], fmt(r["bundles"]), fmt(r["grid_steps"])]
     cells += [fmt(r["ops"].get(slot)) for slot in SLOTS]
-    cells += [fmt(r["estimate_ms"]), fmt(r["hbm_ms"])]
+    cells += [fmt(r["estimate_ms"]), fmt(r["valu_ms"]), fmt(r["hbm_ms"])]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
-def report(chips, shapes, dtypes, implementations=("pallas", "xla")):
-  """The static-cost table for every chip x shape x dtype x implementation."""
+def report(chips, shapes, dtypes, implementations=("pallas", "xla"), plain=False):
+  """The static-cost table for every chip x shape x dtype x implementation (`plain`: the op
+  without gate and softplus, `scan_functions`)."""
   if not libtpu_available():
     raise RuntimeError("libtpu is not installed: pip install the libtpu that matches this jax")
   start_dumping()
@@ -290,7 +300,7 @@ def report(chips, shapes, dtypes, implementations=("pallas", "xla")):
     for shape in shapes
     for dtype in dtypes
     for implementation in implementations
-    for row in static_costs(chip, shape, jnp.dtype(dtype), implementation)
+    for row in static_costs(chip, shape, jnp.dtype(dtype), implementation, plain=plain)
   ]
   return title + "\n" + format_table(rows)
 
@@ -303,11 +313,11 @@ def main():
   parser.add_argument("--shapes", default="8x2048x1536x16")
   parser.add_argument("--dtypes", default="bfloat16")
   parser.add_argument("--implementations", default="pallas,xla")
+  parser.add_argument("--plain", action="store_true", help="without gate and softplus")
   args = parser.parse_args()
   shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
-  print(
-    report(args.chips.split(","), shapes, args.dtypes.split(","), args.implementations.split(","))
-  )
+  chips, dtypes = args.chips.split(","), args.dtypes.split(",")
+  print(report(chips, shapes, dtypes, args.implementations.split(","), args.plain))
 
 
 if __name__ == "__main__":
