@@ -29,13 +29,11 @@ class MetricWriter:
     )
 
   def write(self, step, metrics, prefix=""):
-    """Logs scalars at `step`: one JSONL row {"step": step, ...} and TensorBoard scalars. A NaN
-    scalar is left out (a model trained side by side past its step budget logs NaN); the
-    training loop stops on a non-finite "loss" before it gets here."""
+    """Logs scalars at `step`: one JSONL row {"step": step, ...} and TensorBoard scalars, every
+    one given (a NaN too: what is not worth logging is the caller's to leave out)."""
     if not self._enabled:
       return
     scalars = {f"{prefix}{key}": float(np.asarray(value)) for key, value in metrics.items()}
-    scalars = {key: value for key, value in scalars.items() if not np.isnan(value)}
     self._jsonl.write(json.dumps({"step": int(step), **scalars}) + "\n")
     self._jsonl.flush()
     for key, value in scalars.items():

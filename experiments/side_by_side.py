@@ -8,7 +8,8 @@ study subclasses SideBySide and provides `build(name, rng)` (an nnx module) and
 A study may give a model its own step budget (`train_steps(name)`, e.g. study B's CPU
 transformer): every model then sees the same batches up to its budget, the run lasts the largest
 budget (`num_train_steps`), and a model past its budget is skipped (`lax.cond`: no gradient is
-computed) with its parameters and optimiser state frozen and its loss_<name> logged as NaN.
+computed) with its parameters and optimiser state frozen; its loss_<name> is NaN and is not
+logged (`logged_metrics`).
 """
 
 import jax
@@ -120,6 +121,12 @@ class SideBySide:
     for name in self.names:
       metrics.update(learned_alpha.alpha_metrics(name, state["params"][name]))
     return state, metrics
+
+  def logged_metrics(self, step, metrics):
+    """The metrics the training loop logs after `step` steps (experiments/task.py): all but the
+    loss of a model whose budget ended before that step (NaN, its step skipped)."""
+    spent = {f"loss_{name}" for name in self.names if step > self.train_steps(name)}
+    return {key: value for key, value in metrics.items() if key not in spent}
 
   def write_discretization(self, state, out_dir):
     """out_dir/discretization.csv: every model's learned alpha per layer (learned_alpha)."""

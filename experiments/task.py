@@ -13,7 +13,10 @@ when config.eval.select = "best" (experiments/selection.py):
     The state to evaluate, from each part's best state (keys as validation_scores').
 
 A task may also set `num_train_steps` (an int), the run's length when it differs from
-config.num_train_steps (experiments/side_by_side.py: models with their own step budgets).
+config.num_train_steps (experiments/side_by_side.py: models with their own step budgets), and
+define `logged_metrics(step, metrics) -> metrics`, the part of a step's metrics (host values)
+the loop logs at `step` (all of them when a task does not define it; side_by_side.py leaves out
+the loss of a model past its budget).
 """
 
 from typing import Any, Protocol, runtime_checkable

@@ -101,6 +101,7 @@ def train_and_evaluate(config, workdir):
   write_config(config, workdir)
   state, checkpointer, start = restore_or_init(task, config, workdir, mesh)
   total = getattr(task, "num_train_steps", config.num_train_steps)  # a task's own budgets
+  logged = getattr(task, "logged_metrics", lambda step, values: values)
   writer = metrics.MetricWriter(workdir, total, start)
   log = ProgressLog(total, start)  # lines where tqdm's bar is hidden
   train_step = jax.jit(
@@ -126,7 +127,7 @@ def train_and_evaluate(config, workdir):
               f"(step {checkpointer.latest_step()}) in {workdir}/checkpoints is intact; lower "
               f"the learning rate or enable gradient clipping and restart from it."
             )
-          writer.write(done, values)
+          writer.write(done, logged(done, values))
           writer.progress(done, loss=float(values["loss"]))
           log.update(done, float(values["loss"]))
         if best is not None and (done % config.eval.eval_every_steps == 0 or done == total):

@@ -1,6 +1,7 @@
 """Metric files: JSONL rows, TensorBoard events, truncation of stale rows on resume."""
 
 import glob
+import math
 import os
 
 from experiments import metrics
@@ -20,3 +21,11 @@ def test_rows_events_and_resume_truncation(tmp_path):
   writer.close()
   rows = metrics.read_jsonl(tmp_path / metrics.METRICS_FILE)
   assert [(r["step"], r["loss"]) for r in rows] == [(2, 0.5), (4, 0.25), (6, 0.25)]
+
+
+def test_a_nan_scalar_is_written_not_dropped(tmp_path):
+  writer = metrics.MetricWriter(str(tmp_path), total_steps=10)
+  writer.write(2, {"loss": 1.0, "alpha": float("nan")})
+  writer.close()
+  [row] = metrics.read_jsonl(tmp_path / metrics.METRICS_FILE)
+  assert row["loss"] == 1.0 and math.isnan(row["alpha"])

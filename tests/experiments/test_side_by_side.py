@@ -100,6 +100,8 @@ def test_a_model_past_its_budget_is_frozen_and_the_others_train_on():
     for got, want in zip(later, narrow[1]):
       np.testing.assert_array_equal(got, want)
   assert np.isnan(history[2][1]["loss_narrow"]) and np.isfinite(history[1][1]["loss_narrow"])
+  assert "loss_narrow" in task.logged_metrics(2, history[1][1])  # after steps 0 and 1: logged
+  assert set(task.logged_metrics(3, history[2][1])) == set(history[2][1]) - {"loss_narrow"}
   assert float(history[3][1]["loss"]) == float(history[3][1]["loss_wide"])
   for got, want in zip(
     jax.tree.leaves(state["params"]["wide"]), jax.tree.leaves(reference["params"]["wide"])

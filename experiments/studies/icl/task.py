@@ -79,8 +79,9 @@ class Task(SideBySide):
         f"config.icl.length_buckets = {config.icl.length_buckets!r}; expected an int >= 1"
       )
     self._check_evaluation(config, mesh)
-    self._check_budgets(config, model_names(config, VARIANTS))
-    super().__init__(config, model_names(config, VARIANTS))
+    names = model_names(config, VARIANTS)
+    self._check_budgets(config, names)
+    super().__init__(config, names)
     self.data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     self.eval_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
     self.dropout_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
