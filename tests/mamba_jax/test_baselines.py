@@ -99,7 +99,7 @@ def test_s4d_layer_is_a_time_invariant_convolution():
 def test_gradients_are_finite_and_reach_every_parameter(name):
   model = _baseline(name)
   x = jax.random.normal(jax.random.key(3), (2, 7, 3))
-  grads = nnx.grad(lambda model: jnp.sum(model(x) ** 2))(model)
+  grads = nnx.jit(nnx.grad(lambda model: jnp.sum(model(x) ** 2)))(model)  # eager: slower
   for path, g in jax.tree_util.tree_leaves_with_path(nnx.as_pure(grads)):
     assert np.isfinite(np.asarray(g)).all() and np.abs(np.asarray(g)).max() > 0, path
 

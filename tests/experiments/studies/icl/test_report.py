@@ -7,6 +7,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from flax import nnx
 
 from experiments.studies.icl import function_classes
 from experiments.studies.icl import report as icl_report
@@ -226,6 +227,8 @@ def test_layer_queries_and_context_are_the_models_predictions(relu_task):
   batches = icl_report.evaluation_prompts(task, "relu_2nn", 16, n_context + queries)
   layers = icl_report.layer_query_predictions(task, state, batches, 16, n_context)
   xs, ys = (np.asarray(batches[0][k]) for k in ("xs", "ys"))
+  predict = nnx.jit(lambda model, prompt: model(prompt))  # compiled: eager takes longer
+  with_residuals = nnx.jit(lambda model, prompt: model(prompt, return_residuals=True))
   for name in task.names:
     assert layers[name]["queries"].shape == (2, 16, queries)
     assert layers[name]["context"].shape == (2, 16, n_context)
@@ -233,13 +236,13 @@ def test_layer_queries_and_context_are_the_models_predictions(relu_task):
     for q in range(queries):
       keep = np.r_[0:n_context, n_context + q]
       prompt = function_classes.make_prompt(xs[:, keep], ys[:, keep])
-      direct = function_classes.read_predictions(model(prompt))
+      direct = function_classes.read_predictions(predict(model, prompt))
       np.testing.assert_allclose(
         layers[name]["queries"][-1, :, q], direct[:, n_context], rtol=1e-4, atol=1e-5
       )
     # The context alone, decoded at its x tokens: the last layer is the model's own output there.
     prompt = function_classes.make_prompt(xs[:, :n_context], ys[:, :n_context])
-    outputs, residuals = model(prompt, return_residuals=True)
+    outputs, residuals = with_residuals(model, prompt)
     direct = function_classes.read_predictions(outputs)
     np.testing.assert_allclose(layers[name]["context"][-1], direct, rtol=1e-4, atol=1e-5)
     for layer, residual in enumerate(residuals):

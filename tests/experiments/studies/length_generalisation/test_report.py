@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from experiments import data, parallel
 from experiments.studies.length_generalisation import patches, report
@@ -40,6 +41,9 @@ def setting(tmp_path_factory):
   return task, state, data.open_split(c, c.data.eval_split)
 
 
+_jitted_error = nnx.jit(squared_error)  # compiled: the eager models take several times longer
+
+
 def direct_mse(task, state, source, name, n_context, total_length):
   """The weighted MSE over the sweep's images, contexts built at exactly n_context patches."""
   config = task.config
@@ -57,7 +61,7 @@ def direct_mse(task, state, source, name, n_context, total_length):
       images["index"],
     )
     batch["total_length"] = jnp.full(weight.shape, total_length)
-    error = np.asarray(squared_error(model, batch))
+    error = np.asarray(_jitted_error(model, batch))
     total, count = total + float(np.sum(error * weight)), count + float(np.sum(weight))
   return total / count
 
