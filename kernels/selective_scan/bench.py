@@ -222,8 +222,7 @@ def main(argv):
     return
   shapes = [parse_shape(s) for s in (_FLAGS.shapes or PRESETS[_FLAGS.preset])]
   if _FLAGS.aot:
-    plain = _FLAGS.aot_plain
-    print(tpu_static_cost.report(_FLAGS.aot, shapes, _FLAGS.dtypes, plain=plain))
+    print(tpu_static_cost.report(_FLAGS.aot, shapes, _FLAGS.dtypes, plain=_FLAGS.aot_plain))
     return
   platform = jax.default_backend()
   names = _FLAGS.implementations or available_implementations(platform)
